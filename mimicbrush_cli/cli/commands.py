@@ -1,0 +1,5 @@
+"""Imports every subcommand module so that each registers itself on the shared `app`."""
+
+# Keep one line per subcommand module.
+from . import edit  # noqa: F401
+from . import convert  # noqa: F401

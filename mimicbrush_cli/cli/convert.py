@@ -1,0 +1,26 @@
+"""`mimicbrush convert`: released weights → our safetensors model folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..models.checkpoints import convert_released_weights
+from .app import app, reports_user_errors
+
+console = Console(stderr=True)
+
+
+@app.command("convert")
+@reports_user_errors
+def convert_command(
+    source: Annotated[Path, typer.Argument(help="Released layout folder (cleansd/ + MimicBrush/).")],
+    destination: Annotated[Path, typer.Argument(help="New model folder (safetensors) that `edit --weights` loads.")],
+) -> None:
+    """Convert the released MimicBrush weights (pickles) into a safe, faster-loading safetensors folder."""
+    with console.status("converting (the released checkpoint needs ~10 GB of RAM)"):
+        convert_released_weights(source, destination)
+    console.print(f"[green]wrote[/] {destination}")

@@ -1,0 +1,76 @@
+"""`mimicbrush edit`: repaint the masked region of a source by imitating a reference."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..edit import EditJob, plan_output_paths, run_edits
+from ..pipeline import EditSettings
+from .app import app, reports_user_errors
+
+console = Console(stderr=True)
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class DType(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+@app.command("edit")
+@reports_user_errors
+def edit_command(
+    inputs: Annotated[list[Path], typer.Argument(help="SRC REF MASK, repeated for several edits in one call.",
+                                                  show_default=False)],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Result image (default: <SRC>_edited.png "
+                                                "in the current folder); several results get -<edit>-<sample> suffixes.")] = None,
+    keep_shape: Annotated[bool, typer.Option("--keep-shape", help="Keep the source's shape (depth-conditioned texture transfer).")] = False,
+    steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps.")] = EditSettings.steps,
+    guidance: Annotated[float, typer.Option(min=0.0, help="Classifier-free guidance scale.")] = EditSettings.guidance,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same result.")] = EditSettings.seed,
+    num_samples: Annotated[int, typer.Option("--num-samples", min=1, max=64, help="Results per edit.")] = EditSettings.num_samples,
+    crop: Annotated[bool, typer.Option("--crop/--no-crop", help="Edit a context crop around the mask at working "
+                                       "resolution and paste it into the full-resolution source (sharp small edits "
+                                       "on large photos); --no-crop is the released behaviour.")] = EditSettings.crop,
+    invert_mask: Annotated[bool, typer.Option("--invert-mask", help="Edit the black part of the mask instead.")] = False,
+    reference_cache: Annotated[bool, typer.Option("--reference-cache", help="Compute reference features once and "
+                                                  "reuse them every step (faster, approximate).")] = EditSettings.reference_cache,
+    weights: Annotated[Path | None, typer.Option(help="Local weights folder: our format or the released layout.")] = None,
+    model: Annotated[str | None, typer.Option(help="demo (bundled, default), released (Hugging Face Hub), "
+                                              "random-tiny, random-released (noise: for tests).")] = None,
+    device: Annotated[Device, typer.Option(help="Where to run.")] = Device.auto,
+    dtype: Annotated[DType, typer.Option(help="Compute precision (auto: fp16 on GPU, fp32 on CPU).")] = DType.auto,
+) -> None:
+    """Repaint the white part of MASK in SRC by imitating the matching part of REF."""
+    if len(inputs) % 3:
+        raise typer.BadParameter("give SRC REF MASK triples", param_hint="INPUTS")
+    jobs = [EditJob(*inputs[index:index + 3]) for index in range(0, len(inputs), 3)]
+    settings = EditSettings(steps=steps, guidance=guidance, keep_shape=keep_shape, crop=crop, seed=seed,
+                            num_samples=num_samples, reference_cache=reference_cache)
+    outputs = plan_output_paths(jobs, output, num_samples)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("loading model", total=None)
+
+        def on_step(step: int, total: int) -> None:
+            progress.update(task, description="denoising", completed=step, total=total)
+
+        written = run_edits(jobs, settings, outputs, weights=weights, model=model, device=device.value,
+                            dtype=None if dtype is DType.auto else dtype.value, invert_mask=invert_mask,
+                            callback=on_step)
+    for path in written:
+        console.print(f"[green]wrote[/] {path}")

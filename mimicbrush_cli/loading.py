@@ -1,0 +1,95 @@
+"""Where a pipeline comes from (`--weights`, `--model`), and which device and dtype it runs on.
+
+- `--weights DIR`: a local folder, either in our own format (`model_index.json` + safetensors, as
+  written by `mimicbrush convert` or `mimicbrush train --export`) or in the released layout
+  (`cleansd/` + `MimicBrush/`). The format is detected.
+- `--model NAME`: `released` downloads the released weights from the Hugging Face Hub (cached by
+  huggingface_hub); `demo` is the small model bundled with the package; `random-tiny` and
+  `random-released` build random weights (their output is noise: for tests and speed checks).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .errors import MimicBrushError
+
+BUNDLED_MODEL_DIR = Path(__file__).parent / "assets" / "demo_model"
+MODEL_NAMES = ("demo", "released", "random-tiny", "random-demo", "random-released")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MimicBrushError("--device cuda requested but no CUDA device is available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise MimicBrushError("--device mps requested but MPS is not available")
+    if name not in ("cpu", "cuda", "mps"):
+        raise MimicBrushError(f"unknown device {name!r} (use auto, cpu, cuda or mps)")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
+    """fp16 on accelerators and fp32 on CPU unless asked otherwise."""
+    if name is None or name == "auto":
+        return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise MimicBrushError(f"unknown dtype {name!r} (use fp32, fp16 or bf16)") from None
+
+
+def load_pipeline_folder(folder: Path):
+    """A pipeline from a folder in our format or in the released layout."""
+    from .models.checkpoints import is_released_layout, load_released_pipeline, released_layout
+    from .pipeline import MimicBrushPipeline
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MimicBrushError(f"weights folder not found: {folder}")
+    if (folder / "model_index.json").is_file():
+        try:
+            return MimicBrushPipeline.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError, KeyError) as error:
+            raise MimicBrushError(f"cannot load model folder {folder}: {str(error).splitlines()[0][:200]}") from None
+    if is_released_layout(folder):
+        return load_released_pipeline(released_layout(folder))
+    raise MimicBrushError(f"{folder} is neither a model folder (model_index.json) nor the released layout "
+                          "(cleansd/ + MimicBrush/)")
+
+
+def load_pipeline(weights: Path | None = None, model: str | None = None, device: str = "auto",
+                  dtype: str | None = None):
+    """The pipeline named by `--weights` or `--model`, on its device and dtype."""
+    from .models.build import build_random_pipeline
+    from .models.checkpoints import download_released_layout, load_released_pipeline
+
+    if weights is not None and model is not None:
+        raise MimicBrushError("pass either --weights or --model, not both")
+    if weights is not None:
+        pipeline = load_pipeline_folder(weights)
+    else:
+        model = model or "demo"
+        if model == "demo":
+            if not (BUNDLED_MODEL_DIR / "model_index.json").is_file():
+                raise MimicBrushError("no demo model is bundled with this installation; pass --weights DIR or "
+                                      "--model released|random-tiny")
+            pipeline = load_pipeline_folder(BUNDLED_MODEL_DIR)
+        elif model == "released":
+            pipeline = load_released_pipeline(download_released_layout())
+        elif model.startswith("random-"):
+            pipeline = build_random_pipeline(model.removeprefix("random-"))
+        else:
+            raise MimicBrushError(f"unknown model {model!r} (use {', '.join(MODEL_NAMES)} or --weights DIR)")
+    torch_device = resolve_device(device)
+    pipeline.to(torch_device, resolve_dtype(dtype, torch_device))
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline

@@ -1,0 +1,219 @@
+"""The released checkpoint layout (REFERENCE.md §4) → a `MimicBrushPipeline`, and back to our own folder.
+
+Released layout, under one root (a local `--weights` folder, or the two Hub repos side by side):
+
+    cleansd/stable-diffusion-inpainting/unet/config.json      imitative U-Net config (9 → 13 channels)
+    cleansd/stable-diffusion-v1-5/unet/config.json            reference U-Net config
+    MimicBrush/mimicbrush/mimicbrush.bin                      torch pickle: unet, referencenet, image_proj,
+                                                              depth_guider, image_encoder state dicts
+    MimicBrush/image_encoder/config.json                      CLIPVisionModelWithProjection config
+    MimicBrush/sd-vae-ft-mse/                                 diffusers AutoencoderKL folder
+    MimicBrush/depth_model/depth_anything_vitb14.pth          original Depth Anything layout
+
+Every state dict is checked against the model it loads into: an unknown, missing or wrongly-shaped
+key is a one-line `MimicBrushError` (the only keys allowed to be missing are the reference U-Net's
+unused tail). Pickles load with `weights_only=True`, so loading cannot execute code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from torch import nn
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from ..errors import MimicBrushError
+from .build import build_clip_image_processor, build_scheduler, model_size
+from .depth import DepthGuider, depth_anything_config, load_depth_anything_from_original
+from .image_encoder import ImageTokenProjection
+from .reference_attention import unused_reference_unet_parameters
+from .unets import IMITATIVE_IN_CHANNELS
+
+HUB_REPOS = {"cleansd": "xichenhku/cleansd", "MimicBrush": "xichenhku/MimicBrush"}
+# Only these files of the Hub repos are needed; the rest (fp16 copies, full SD weights) is skipped.
+HUB_PATTERNS = {
+    "cleansd": ["stable-diffusion-inpainting/unet/config.json", "stable-diffusion-v1-5/unet/config.json"],
+    "MimicBrush": ["mimicbrush/mimicbrush.bin", "image_encoder/*", "sd-vae-ft-mse/*", "depth_model/depth_anything_vitb14.pth"],
+}
+POSITION_IDS_BUFFER = "vision_model.embeddings.position_ids"
+
+
+@dataclass(frozen=True)
+class ReleasedLayout:
+    cleansd: Path
+    mimicbrush: Path
+
+    @property
+    def imitative_unet_config(self) -> Path:
+        return self.cleansd / "stable-diffusion-inpainting" / "unet" / "config.json"
+
+    @property
+    def reference_unet_config(self) -> Path:
+        return self.cleansd / "stable-diffusion-v1-5" / "unet" / "config.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.mimicbrush / "mimicbrush" / "mimicbrush.bin"
+
+    @property
+    def image_encoder_config(self) -> Path:
+        return self.mimicbrush / "image_encoder" / "config.json"
+
+    @property
+    def vae(self) -> Path:
+        return self.mimicbrush / "sd-vae-ft-mse"
+
+    @property
+    def depth_model(self) -> Path:
+        return self.mimicbrush / "depth_model" / "depth_anything_vitb14.pth"
+
+    def required_files(self) -> list[Path]:
+        return [self.imitative_unet_config, self.reference_unet_config, self.checkpoint, self.image_encoder_config,
+                self.vae / "config.json", self.depth_model]
+
+    def check_complete(self) -> None:
+        missing = [path for path in self.required_files() if not path.is_file()]
+        if missing:
+            raise MimicBrushError(f"weights folder incomplete: missing {missing[0]}"
+                                  + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+
+
+def is_released_layout(root: Path) -> bool:
+    return (root / "cleansd").is_dir() or (root / "MimicBrush").is_dir()
+
+
+def released_layout(root: Path) -> ReleasedLayout:
+    layout = ReleasedLayout(cleansd=root / "cleansd", mimicbrush=root / "MimicBrush")
+    layout.check_complete()
+    return layout
+
+
+def download_released_layout() -> ReleasedLayout:
+    """Fetch (or reuse from the huggingface_hub cache) the released weights: ~10 GB on first use."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    folders = {}
+    for name, repo_id in HUB_REPOS.items():
+        try:
+            folders[name] = Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS[name]))
+        except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as error:
+            raise MimicBrushError(
+                f"cannot download {repo_id} from the Hugging Face Hub ({type(error).__name__}); download the "
+                "released weights elsewhere and pass their folder with --weights DIR") from None
+    layout = ReleasedLayout(cleansd=folders["cleansd"], mimicbrush=folders["MimicBrush"])
+    layout.check_complete()
+    return layout
+
+
+def load_released_checkpoint(path: Path) -> dict:
+    """The released pickle, loaded safely; memory-mapped where the file format allows it."""
+    try:
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # legacy (non-zip) pickles cannot be memory-mapped
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a corrupt or unsafe pickle: torch raises many types
+        raise MimicBrushError(f"cannot read {path}: {str(error).splitlines()[0][:200]}") from None
+    expected = {"unet", "referencenet", "image_proj", "depth_guider", "image_encoder"}
+    if not isinstance(checkpoint, dict) or not expected <= set(checkpoint):
+        found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise MimicBrushError(f"{path} is not a MimicBrush checkpoint: expected keys {sorted(expected)}, found {found}")
+    return checkpoint
+
+
+def load_state_dict_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str,
+                            allowed_missing: frozenset[str] = frozenset()) -> None:
+    """`load_state_dict` that names the first unknown, missing or wrongly-shaped key in a user error."""
+    expected = module.state_dict()
+    unknown = sorted(set(state_dict) - set(expected))
+    if unknown:
+        raise MimicBrushError(f"{what}: unknown weight {unknown[0]}" + (f" (+{len(unknown) - 1} more)" if len(unknown) > 1 else ""))
+    missing = sorted(set(expected) - set(state_dict) - allowed_missing)
+    if missing:
+        raise MimicBrushError(f"{what}: missing weight {missing[0]}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+    for key, tensor in state_dict.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise MimicBrushError(f"{what}: weight {key} has shape {tuple(tensor.shape)}, "
+                                  f"expected {tuple(expected[key].shape)}")
+    module.load_state_dict(state_dict, strict=False, assign=False)
+
+
+def _read_unet_config(path: Path, in_channels: int | None = None) -> dict:
+    config = dict(UNet2DConditionModel.load_config(path.parent))
+    if in_channels is not None:
+        config["in_channels"] = in_channels
+    return config
+
+
+def load_released_pipeline(layout: ReleasedLayout, size_name: str = "released"):
+    """Build the pipeline from the released layout; `size_name` picks only the small configs we keep
+    (CLIP preprocessing size, depth-model config), everything else comes from the files."""
+    from ..pipeline import MimicBrushPipeline
+
+    layout.check_complete()
+    size = model_size(size_name)
+    checkpoint = load_released_checkpoint(layout.checkpoint)
+
+    imitative_unet = UNet2DConditionModel.from_config(_read_unet_config(layout.imitative_unet_config, IMITATIVE_IN_CHANNELS))
+    load_state_dict_checked(imitative_unet, checkpoint["unet"], "imitative U-Net (unet)")
+
+    reference_unet = UNet2DConditionModel.from_config(_read_unet_config(layout.reference_unet_config))
+    load_state_dict_checked(reference_unet, checkpoint["referencenet"], "reference U-Net (referencenet)",
+                            allowed_missing=frozenset(unused_reference_unet_parameters(reference_unet)))
+
+    clip_config = CLIPVisionConfig.from_pretrained(layout.image_encoder_config.parent)
+    image_encoder = CLIPVisionModelWithProjection(clip_config)
+    encoder_state = {key: value for key, value in checkpoint["image_encoder"].items() if key != POSITION_IDS_BUFFER}
+    load_state_dict_checked(image_encoder, encoder_state, "image encoder (image_encoder)")
+
+    projector = checkpoint["image_proj"]["projector.weight"] if "projector.weight" in checkpoint["image_proj"] else None
+    if projector is None:
+        raise MimicBrushError("image_proj: missing weight projector.weight")
+    image_projection = ImageTokenProjection(image_hidden_size=projector.shape[1], cross_attention_dim=projector.shape[0])
+    load_state_dict_checked(image_projection, checkpoint["image_proj"], "image projection (image_proj)")
+
+    depth_guider = DepthGuider()
+    load_state_dict_checked(depth_guider, checkpoint["depth_guider"], "depth guider (depth_guider)")
+
+    try:
+        vae = AutoencoderKL.from_pretrained(layout.vae)
+    except (OSError, ValueError) as error:
+        raise MimicBrushError(f"cannot load the VAE from {layout.vae}: {str(error).splitlines()[0]}") from None
+    depth_estimator = load_depth_anything_from_original(layout.depth_model, depth_anything_config(size.depth))
+    del checkpoint
+    return MimicBrushPipeline(
+        imitative_unet=imitative_unet, reference_unet=reference_unet, vae=vae, image_encoder=image_encoder,
+        image_projection=image_projection, depth_guider=depth_guider, depth_estimator=depth_estimator,
+        scheduler=build_scheduler(), feature_extractor=build_clip_image_processor(size),
+        depth_input_size=size.depth_input_size)
+
+
+def save_pipeline_atomically(pipeline, destination: Path) -> None:
+    """`save_pretrained` as safetensors into a temporary sibling folder, then rename into place."""
+    destination = Path(destination)
+    if destination.exists() and any(destination.iterdir()):
+        raise MimicBrushError(f"output folder {destination} exists and is not empty")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        pipeline.save_pretrained(staging, safe_serialization=True)
+        if destination.exists():
+            destination.rmdir()
+        os.replace(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def convert_released_weights(source: Path, destination: Path) -> None:
+    """`mimicbrush convert`: the released layout → our safetensors model folder."""
+    pipeline = load_released_pipeline(released_layout(Path(source)))
+    save_pipeline_atomically(pipeline, Path(destination))

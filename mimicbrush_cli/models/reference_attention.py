@@ -1,0 +1,187 @@
+"""Reference attention: the reference U-Net's features join the imitative U-Net's self-attention.
+
+Implemented as diffusers attention processors that share a `FeatureBank` (no block `forward` is
+patched). In every `BasicTransformerBlock` of the mid and up blocks:
+
+- the reference U-Net's block *writes* `r = norm1(x_ref)`, the input of its self-attention;
+- the imitative U-Net's block, with `h = norm1(x)` and its own W_q, W_k, W_v, W_o, computes
+
+      A_ref  = softmax(Q_h · cat(K_h, K_r)^T / sqrt(d)) · cat(V_h, V_r)      (paper, Eq. 1)
+      A_self = softmax(Q_h · K_h^T / sqrt(d)) · V_h
+
+  and returns `ratio·A_ref + (1 − ratio)·A_self` for rows that use the reference and `A_self` for
+  rows that don't (the unconditional CFG rows, and rows dropped in training). The released model
+  uses ratio 0.5; the paper's formulation is ratio 1.
+
+Writers and readers are paired in order after a stable sort by feature width, descending, with the
+mid block listed before the up blocks, exactly as the released code pairs them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention import BasicTransformerBlock
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from torch import nn
+
+RELEASED_REFERENCE_RATIO = 0.5
+
+
+class FeatureBank:
+    """Holds the reference features of one denoising step, one slot per paired block.
+
+    `reference_index` maps each row of the imitative batch to a row of the written features, or
+    to -1 for a row that ignores the reference. It lets one reference row serve several imitative
+    rows (several samples of one edit) and keeps the unconditional CFG rows reference-free without
+    running the reference U-Net for them.
+    """
+
+    def __init__(self, num_slots: int, ratio: float = RELEASED_REFERENCE_RATIO) -> None:
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"reference attention ratio must be in [0, 1], got {ratio}")
+        self.num_slots = num_slots
+        self.ratio = ratio
+        self.features: list[torch.Tensor | None] = [None] * num_slots
+        self.reference_index: torch.Tensor | None = None  # (B_imitative,) long
+        self.writing_enabled = True
+
+    def clear(self) -> None:
+        self.features = [None] * self.num_slots
+
+    def write(self, slot: int, hidden_states: torch.Tensor) -> None:
+        if self.writing_enabled:
+            self.features[slot] = hidden_states
+
+    def read(self, slot: int) -> torch.Tensor:
+        features = self.features[slot]
+        if features is None:
+            raise RuntimeError(f"reference feature slot {slot} is empty: run the reference U-Net first")
+        return features
+
+    @property
+    def is_full(self) -> bool:
+        return all(features is not None for features in self.features)
+
+
+def _split_heads(tensor: torch.Tensor, heads: int) -> torch.Tensor:
+    batch, tokens, width = tensor.shape  # (B, N, C)
+    return tensor.view(batch, tokens, heads, width // heads).transpose(1, 2)  # (B, heads, N, d)
+
+
+def _merge_heads(tensor: torch.Tensor) -> torch.Tensor:
+    batch, heads, tokens, head_dim = tensor.shape
+    return tensor.transpose(1, 2).reshape(batch, tokens, heads * head_dim)
+
+
+class ReferenceWriterProcessor:
+    """Self-attention of a reference U-Net block that records its input, `norm1(x_ref)`."""
+
+    def __init__(self, bank: FeatureBank, slot: int, output_is_used: bool = True) -> None:
+        self.bank = bank
+        self.slot = slot
+        self.output_is_used = output_is_used
+        self._attention = AttnProcessor2_0()
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor,
+                 encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
+                 **kwargs) -> torch.Tensor:
+        self.bank.write(self.slot, hidden_states)
+        if not self.output_is_used:
+            # The last writer's output only feeds the reference U-Net's unused tail (the rest of
+            # that block, conv_norm_out, conv_out), which the released weights do not even carry.
+            return torch.zeros_like(hidden_states)
+        return self._attention(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+
+class ReferenceReaderProcessor:
+    """Self-attention of an imitative U-Net block that also attends to the reference features."""
+
+    def __init__(self, bank: FeatureBank, slot: int) -> None:
+        self.bank = bank
+        self.slot = slot
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor,
+                 encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
+                 **kwargs) -> torch.Tensor:
+        if encoder_hidden_states is not None or attention_mask is not None or attn.group_norm is not None:
+            raise ValueError("reference attention applies to plain self-attention blocks only")
+        hidden_states_h = hidden_states  # (B, N, C) = norm1(x)
+        query = _split_heads(attn.to_q(hidden_states_h), attn.heads)
+        key = _split_heads(attn.to_k(hidden_states_h), attn.heads)
+        value = _split_heads(attn.to_v(hidden_states_h), attn.heads)
+        attended = F.scaled_dot_product_attention(query, key, value, scale=attn.scale)  # A_self, (B, heads, N, d)
+
+        reference_index = self.bank.reference_index
+        if reference_index is not None and bool((reference_index >= 0).any()):
+            rows = torch.nonzero(reference_index >= 0).squeeze(1)  # (R,)
+            reference = self.bank.read(self.slot)[reference_index[rows]].to(hidden_states_h.dtype)  # (R, N_r, C)
+            key_ref = torch.cat([key[rows], _split_heads(attn.to_k(reference), attn.heads)], dim=2)  # (R, heads, N+N_r, d)
+            value_ref = torch.cat([value[rows], _split_heads(attn.to_v(reference), attn.heads)], dim=2)
+            with_reference = F.scaled_dot_product_attention(query[rows], key_ref, value_ref, scale=attn.scale)
+            ratio = self.bank.ratio
+            blended = with_reference if ratio == 1.0 else ratio * with_reference + (1.0 - ratio) * attended[rows]
+            attended = attended.index_copy(0, rows, blended)
+
+        output = attn.to_out[1](attn.to_out[0](_merge_heads(attended)))
+        if attn.residual_connection:
+            output = output + hidden_states
+        return output / attn.rescale_output_factor
+
+
+def _blocks_in_forward_order(unet: nn.Module) -> list[tuple[str, BasicTransformerBlock]]:
+    """The mid block's transformer blocks, then the up blocks', in the order the forward pass runs them."""
+    blocks: list[tuple[str, BasicTransformerBlock]] = []
+    for prefix, container in (("mid_block", unet.mid_block), ("up_blocks", unet.up_blocks)):
+        if container is None:
+            continue
+        blocks.extend((f"{prefix}.{name}", module) for name, module in container.named_modules()
+                      if isinstance(module, BasicTransformerBlock))
+    return blocks
+
+
+def reference_attention_blocks(unet: nn.Module) -> list[tuple[str, BasicTransformerBlock]]:
+    """The mid and up transformer blocks of a U-Net in the released pairing order: forward order,
+    then a stable sort by feature width, widest first."""
+    return sorted(_blocks_in_forward_order(unet), key=lambda item: -item[1].norm1.normalized_shape[0])
+
+
+def attach_reference_attention(reference_unet: nn.Module, imitative_unet: nn.Module,
+                               ratio: float = RELEASED_REFERENCE_RATIO) -> FeatureBank:
+    """Install writer processors on the reference U-Net and reader processors on the imitative one."""
+    writers = reference_attention_blocks(reference_unet)
+    readers = reference_attention_blocks(imitative_unet)
+    if len(writers) != len(readers):
+        raise ValueError(f"reference U-Net has {len(writers)} mid/up transformer blocks, "
+                         f"imitative U-Net has {len(readers)}")
+    bank = FeatureBank(num_slots=len(writers), ratio=ratio)
+    # The last writer the forward pass reaches is the block whose output nothing reads.
+    last_writer_name = _blocks_in_forward_order(reference_unet)[-1][0]
+    for slot, ((writer_name, writer), (reader_name, reader)) in enumerate(zip(writers, readers)):
+        if writer.norm1.normalized_shape != reader.norm1.normalized_shape:
+            raise ValueError(f"cannot pair {writer_name} with {reader_name}: feature widths differ")
+        writer.attn1.set_processor(ReferenceWriterProcessor(bank, slot, output_is_used=writer_name != last_writer_name))
+        reader.attn1.set_processor(ReferenceReaderProcessor(bank, slot))
+    return bank
+
+
+def unused_reference_unet_parameters(reference_unet: nn.Module) -> list[str]:
+    """Parameter names of the reference U-Net that never influence the written features.
+
+    Everything after `norm1` of the last writer block, plus `conv_norm_out`/`conv_out`: the released
+    weights omit them, and training must freeze them (no gradient ever reaches them).
+    """
+    name = _blocks_in_forward_order(reference_unet)[-1][0]
+    attention_prefix = name.rsplit(".transformer_blocks.", 1)[0]  # e.g. up_blocks.3.attentions.2
+    names = []
+    for parameter_name, _ in reference_unet.named_parameters():
+        in_last_block = parameter_name.startswith(f"{name}.") and not parameter_name.startswith(f"{name}.norm1.")
+        later_in_attention = (parameter_name.startswith(f"{attention_prefix}.") and not parameter_name.startswith(f"{name}.")
+                              and not parameter_name.startswith(f"{attention_prefix}.norm.")
+                              and not parameter_name.startswith(f"{attention_prefix}.proj_in."))
+        tail = parameter_name.startswith(("conv_norm_out.", "conv_out."))
+        if in_last_block or later_in_attention or tail:
+            names.append(parameter_name)
+    return names

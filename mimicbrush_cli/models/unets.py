@@ -1,0 +1,41 @@
+"""The two U-Nets: the imitative U-Net (13-channel denoiser) and the reference U-Net (feature extractor)."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import UNet2DConditionModel
+
+# Channel layout of the imitative U-Net's input; the order is part of the released weights.
+NOISY_LATENT_CHANNELS = slice(0, 4)
+MASK_CHANNEL = slice(4, 5)
+MASKED_SOURCE_CHANNELS = slice(5, 9)
+DEPTH_LATENT_CHANNELS = slice(9, 13)
+IMITATIVE_IN_CHANNELS = 13
+INPAINTING_IN_CHANNELS = 9
+
+
+def imitative_unet_input(noisy_latents: torch.Tensor, mask: torch.Tensor, masked_source_latents: torch.Tensor,
+                         depth_latents: torch.Tensor) -> torch.Tensor:
+    """Concatenate the imitative U-Net's input: noisy (4) | mask (1) | masked source (4) | depth (4)."""
+    return torch.cat([noisy_latents, mask, masked_source_latents, depth_latents], dim=1)  # (B, 13, h, w)
+
+
+def widen_inpainting_unet(inpainting_unet: UNet2DConditionModel) -> UNet2DConditionModel:
+    """An imitative U-Net from an SD-inpainting U-Net: 9 → 13 input channels.
+
+    The 9 pretrained input channels are copied and the 4 new depth channels start at zero, so the
+    widened model computes exactly what the inpainting model did until training teaches it depth.
+    """
+    old_conv = inpainting_unet.conv_in
+    if old_conv.in_channels != INPAINTING_IN_CHANNELS:
+        raise ValueError(f"expected a {INPAINTING_IN_CHANNELS}-channel inpainting U-Net, got {old_conv.in_channels}")
+    new_conv = torch.nn.Conv2d(IMITATIVE_IN_CHANNELS, old_conv.out_channels, kernel_size=old_conv.kernel_size,
+                               stride=old_conv.stride, padding=old_conv.padding,
+                               dtype=old_conv.weight.dtype, device=old_conv.weight.device)
+    with torch.no_grad():
+        new_conv.weight.zero_()
+        new_conv.weight[:, :INPAINTING_IN_CHANNELS] = old_conv.weight
+        new_conv.bias.copy_(old_conv.bias)
+    inpainting_unet.conv_in = new_conv
+    inpainting_unet.register_to_config(in_channels=IMITATIVE_IN_CHANNELS)
+    return inpainting_unet

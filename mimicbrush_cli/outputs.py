@@ -1,0 +1,45 @@
+"""Atomic output files: a result is written to a temporary sibling and renamed into place, so an
+interrupted or failed run never leaves a half-written image behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import MimicBrushError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def check_image_output_path(path: Path) -> None:
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise MimicBrushError(f"output {path} must end in one of {', '.join(sorted(IMAGE_SUFFIXES))}")
+    if path.exists() and path.is_dir():
+        raise MimicBrushError(f"output {path} is a directory")
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_image_atomically(image: np.ndarray, path: Path) -> None:
+    """Encode `image` (uint8 HxWx3) in the format of `path`'s suffix and rename it into place."""
+    import io
+
+    check_image_output_path(path)
+    buffer = io.BytesIO()
+    format_name = Image.registered_extensions()[path.suffix.lower()]
+    Image.fromarray(image).save(buffer, format=format_name)
+    write_bytes_atomically(path, buffer.getvalue())

@@ -1,0 +1,109 @@
+import math
+
+import pytest
+import torch
+from accelerate import init_empty_weights
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+from mimicbrush_cli.models.build import build_reference_unet, build_imitative_unet, model_size
+from mimicbrush_cli.models.reference_attention import (
+    FeatureBank, ReferenceReaderProcessor, ReferenceWriterProcessor, attach_reference_attention,
+    reference_attention_blocks, unused_reference_unet_parameters)
+
+WIDTH, HEADS, TOKENS, REF_TOKENS = 16, 2, 6, 6
+
+
+def make_attention(seed=0):
+    torch.manual_seed(seed)
+    attention = Attention(query_dim=WIDTH, heads=HEADS, dim_head=WIDTH // HEADS, out_bias=True)
+    return attention.eval()
+
+
+def explicit_attention(attention, h, keys_values):
+    """softmax(Q·Kᵀ/√d)·V per head, written out with plain matmuls, then W_o."""
+    d = WIDTH // HEADS
+    q = attention.to_q(h).view(h.shape[0], -1, HEADS, d).transpose(1, 2)
+    k = attention.to_k(keys_values).view(h.shape[0], -1, HEADS, d).transpose(1, 2)
+    v = attention.to_v(keys_values).view(h.shape[0], -1, HEADS, d).transpose(1, 2)
+    weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1)
+    out = (weights @ v).transpose(1, 2).reshape(h.shape[0], -1, WIDTH)
+    return attention.to_out[0](out)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 1.0, 0.25])
+def test_reader_matches_explicit_concatenated_attention(ratio):
+    attention = make_attention()
+    torch.manual_seed(1)
+    h = torch.randn(3, TOKENS, WIDTH)
+    r = torch.randn(2, REF_TOKENS, WIDTH)
+    bank = FeatureBank(num_slots=1, ratio=ratio)
+    bank.write(0, r)
+    bank.reference_index = torch.tensor([1, -1, 0])
+    with torch.no_grad():
+        output = ReferenceReaderProcessor(bank, 0)(attention, h)
+        for row, ref_row in ((0, 1), (2, 0)):
+            h_row = h[row:row + 1]
+            a_ref = explicit_attention(attention, h_row, torch.cat([h_row, r[ref_row:ref_row + 1]], dim=1))
+            a_self = explicit_attention(attention, h_row, h_row)
+            torch.testing.assert_close(output[row:row + 1], ratio * a_ref + (1 - ratio) * a_self, atol=1e-5, rtol=1e-5)
+
+
+def test_uncond_rows_ignore_reference():
+    attention = make_attention()
+    torch.manual_seed(2)
+    h = torch.randn(2, TOKENS, WIDTH)
+    bank = FeatureBank(num_slots=1)
+    bank.reference_index = torch.tensor([-1, 0])
+    with torch.no_grad():
+        outputs = []
+        for seed in (3, 4):
+            torch.manual_seed(seed)
+            bank.write(0, torch.randn(1, REF_TOKENS, WIDTH))
+            outputs.append(ReferenceReaderProcessor(bank, 0)(attention, h))
+        plain = AttnProcessor2_0()(attention, h)
+    torch.testing.assert_close(outputs[0][0], plain[0], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(outputs[1][0], plain[0], atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(outputs[0][1], outputs[1][1]), "conditional row must depend on the reference"
+
+
+def test_writer_records_its_input_and_attends_normally():
+    attention = make_attention()
+    bank = FeatureBank(num_slots=2)
+    h = torch.randn(1, TOKENS, WIDTH)
+    with torch.no_grad():
+        output = ReferenceWriterProcessor(bank, 1)(attention, h)
+        plain = AttnProcessor2_0()(attention, h)
+    assert bank.features[1] is h
+    torch.testing.assert_close(output, plain)
+
+
+def test_released_pairing_is_ten_blocks_sorted_by_width():
+    size = model_size("released")
+    with init_empty_weights():
+        reference_unet = build_reference_unet(size)
+        imitative_unet = build_imitative_unet(size)
+    names_and_widths = [(name, block.norm1.normalized_shape[0]) for name, block in reference_attention_blocks(reference_unet)]
+    assert [width for _, width in names_and_widths] == [1280] * 4 + [640] * 3 + [320] * 3
+    assert names_and_widths[0][0].startswith("mid_block")
+    assert [name for name, _ in names_and_widths[1:4]] == [
+        f"up_blocks.1.attentions.{i}.transformer_blocks.0" for i in range(3)]
+    bank = attach_reference_attention(reference_unet, imitative_unet)
+    assert bank.num_slots == 10
+    writer = reference_unet.up_blocks[3].attentions[2].transformer_blocks[0].attn1.processor
+    assert isinstance(writer, ReferenceWriterProcessor) and not writer.output_is_used
+    reader = imitative_unet.mid_block.attentions[0].transformer_blocks[0].attn1.processor
+    assert isinstance(reader, ReferenceReaderProcessor) and reader.slot == 0
+    down = imitative_unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1.processor
+    assert not isinstance(down, ReferenceReaderProcessor)
+
+
+def test_unused_reference_tail_matches_released_omissions():
+    with init_empty_weights():
+        reference_unet = build_reference_unet(model_size("released"))
+    unused = set(unused_reference_unet_parameters(reference_unet))
+    last = "up_blocks.3.attentions.2.transformer_blocks.0"
+    assert {"conv_out.weight", "conv_norm_out.weight", "up_blocks.3.attentions.2.proj_out.weight",
+            f"{last}.attn1.to_q.weight", f"{last}.ff.net.2.weight", f"{last}.norm3.weight"} <= unused
+    assert f"{last}.norm1.weight" not in unused
+    assert "up_blocks.3.attentions.2.proj_in.weight" not in unused
+    assert "up_blocks.3.attentions.1.proj_out.weight" not in unused
