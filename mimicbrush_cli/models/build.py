@@ -123,9 +123,8 @@ def build_image_projection(size: ModelSize) -> ImageTokenProjection:
                                 cross_attention_dim=size.unet["cross_attention_dim"])
 
 
-def build_clip_image_processor(size: ModelSize) -> CLIPImageProcessor:
+def build_clip_image_processor(image_size: int) -> CLIPImageProcessor:
     """Standard OpenAI CLIP preprocessing: shortest side to the encoder's size, centre crop, normalise."""
-    image_size = size.clip_image_size
     return CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
                               do_center_crop=True, do_normalize=True, do_resize=True, do_convert_rgb=True,
                               image_mean=OPENAI_CLIP_MEAN, image_std=OPENAI_CLIP_STD, resample=3)
@@ -154,5 +153,5 @@ def build_random_pipeline(size_name: str = "tiny", seed: int = 0):
         imitative_unet=build_imitative_unet(size), reference_unet=build_reference_unet(size), vae=build_vae(size),
         image_encoder=build_image_encoder(size), image_projection=build_image_projection(size),
         depth_guider=depth_guider, depth_estimator=depth_estimator, scheduler=build_scheduler(),
-        feature_extractor=build_clip_image_processor(size), depth_input_size=size.depth_input_size,
+        feature_extractor=build_clip_image_processor(size.clip_image_size), depth_input_size=size.depth_input_size,
     )

@@ -30,8 +30,9 @@ from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from ..errors import MimicBrushError
-from .build import build_clip_image_processor, build_scheduler, model_size
-from .depth import DepthGuider, depth_anything_config, load_depth_anything_from_original
+from .build import build_clip_image_processor, build_scheduler
+from .depth import DepthGuider
+from .depth_checkpoint import load_depth_anything_from_original
 from .image_encoder import ImageTokenProjection
 from .reference_attention import unused_reference_unet_parameters
 from .unets import IMITATIVE_IN_CHANNELS
@@ -146,6 +147,21 @@ def load_state_dict_checked(module: nn.Module, state_dict: Mapping[str, torch.Te
     module.load_state_dict(state_dict, strict=False, assign=False)
 
 
+def read_weights_file(folder: Path, stem: str) -> dict[str, torch.Tensor]:
+    """`<stem>.safetensors` if present, else `<stem>.bin` loaded with `weights_only=True`."""
+    from safetensors.torch import load_file
+
+    safetensors_path, pickle_path = folder / f"{stem}.safetensors", folder / f"{stem}.bin"
+    try:
+        if safetensors_path.is_file():
+            return load_file(safetensors_path)
+        if pickle_path.is_file():
+            return torch.load(pickle_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated file, or a pickle carrying code
+        raise MimicBrushError(f"cannot read weights in {folder}: {str(error).splitlines()[0][:200]}") from None
+    raise MimicBrushError(f"weights folder incomplete: no {stem}.safetensors or {stem}.bin in {folder}")
+
+
 def _read_unet_config(path: Path, in_channels: int | None = None) -> dict:
     config = dict(UNet2DConditionModel.load_config(path.parent))
     if in_channels is not None:
@@ -153,13 +169,24 @@ def _read_unet_config(path: Path, in_channels: int | None = None) -> dict:
     return config
 
 
-def load_released_pipeline(layout: ReleasedLayout, size_name: str = "released"):
-    """Build the pipeline from the released layout; `size_name` picks only the small configs we keep
-    (CLIP preprocessing size, depth-model config), everything else comes from the files."""
+def _depth_guider_widths(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
+    """The guider's block widths, read off its weights: conv_in's output, then each stride-2 block's."""
+    if "conv_in.weight" not in state_dict:
+        raise MimicBrushError("depth guider (depth_guider): missing weight conv_in.weight")
+    widths = [int(state_dict["conv_in.weight"].shape[0])]
+    index = 1
+    while f"blocks.{index}.weight" in state_dict:
+        widths.append(int(state_dict[f"blocks.{index}.weight"].shape[0]))
+        index += 2
+    return tuple(widths)
+
+
+def load_released_pipeline(layout: ReleasedLayout):
+    """Build the pipeline from the released layout. Sizes come from the files themselves (configs and
+    weight shapes), so a small model written in the same layout loads through the same code."""
     from ..pipeline import MimicBrushPipeline
 
     layout.check_complete()
-    size = model_size(size_name)
     checkpoint = load_released_checkpoint(layout.checkpoint)
 
     imitative_unet = UNet2DConditionModel.from_config(_read_unet_config(layout.imitative_unet_config, IMITATIVE_IN_CHANNELS))
@@ -180,20 +207,18 @@ def load_released_pipeline(layout: ReleasedLayout, size_name: str = "released"):
     image_projection = ImageTokenProjection(image_hidden_size=projector.shape[1], cross_attention_dim=projector.shape[0])
     load_state_dict_checked(image_projection, checkpoint["image_proj"], "image projection (image_proj)")
 
-    depth_guider = DepthGuider()
+    depth_guider = DepthGuider(block_channels=_depth_guider_widths(checkpoint["depth_guider"]))
     load_state_dict_checked(depth_guider, checkpoint["depth_guider"], "depth guider (depth_guider)")
 
-    try:
-        vae = AutoencoderKL.from_pretrained(layout.vae)
-    except (OSError, ValueError) as error:
-        raise MimicBrushError(f"cannot load the VAE from {layout.vae}: {str(error).splitlines()[0]}") from None
-    depth_estimator = load_depth_anything_from_original(layout.depth_model, depth_anything_config(size.depth))
+    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(layout.vae))
+    load_state_dict_checked(vae, read_weights_file(layout.vae, "diffusion_pytorch_model"), "VAE (sd-vae-ft-mse)")
+    depth_estimator = load_depth_anything_from_original(layout.depth_model)
     del checkpoint
     return MimicBrushPipeline(
         imitative_unet=imitative_unet, reference_unet=reference_unet, vae=vae, image_encoder=image_encoder,
         image_projection=image_projection, depth_guider=depth_guider, depth_estimator=depth_estimator,
-        scheduler=build_scheduler(), feature_extractor=build_clip_image_processor(size),
-        depth_input_size=size.depth_input_size)
+        scheduler=build_scheduler(), feature_extractor=build_clip_image_processor(clip_config.image_size),
+        depth_input_size=depth_estimator.config.backbone_config.image_size)
 
 
 def save_pipeline_atomically(pipeline, destination: Path) -> None:

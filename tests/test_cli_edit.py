@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from mimicbrush_cli.cli.app import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def test_edit_end_to_end_writes_result(photo_files, tiny_model_dir, tmp_path):
+    output = tmp_path / "out" / "edited.png"
+    result = run("edit", photo_files["source"], photo_files["reference"], photo_files["mask"], "-o", output,
+                 "--weights", tiny_model_dir, "--steps", 2, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    edited = np.asarray(Image.open(output))
+    source = np.asarray(Image.open(photo_files["source"]))
+    assert edited.shape == source.shape
+    assert not np.array_equal(edited, source)
+    assert not list(output.parent.glob(".*tmp"))
+
+
+def test_edit_batch_and_samples_name_outputs(photo_files, tiny_model_dir, tmp_path):
+    files = [photo_files["source"], photo_files["reference"], photo_files["mask"]]
+    result = run("edit", *files, *files, "-o", tmp_path / "r.png", "--weights", tiny_model_dir, "--steps", 1,
+                 "--num-samples", 2, "--keep-shape")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("r-*.png")) == ["r-00-00.png", "r-00-01.png", "r-01-00.png", "r-01-01.png"]
+
+
+def test_random_tiny_model_runs_without_weights(photo_files, tmp_path):
+    output = tmp_path / "noise.png"
+    result = run("edit", photo_files["source"], photo_files["reference"], photo_files["mask"], "-o", output,
+                 "--model", "random-tiny", "--steps", 1)
+    assert result.exit_code == 0, result.output
+    assert output.is_file()
+
+
+@pytest.mark.parametrize("problem", ["missing", "not-an-image", "size-mismatch", "empty-mask"])
+def test_bad_input_gives_one_line_error_and_no_output(photo_files, tiny_model_dir, tmp_path, problem):
+    mask = photo_files["mask"]
+    source = photo_files["source"]
+    if problem == "missing":
+        source = tmp_path / "nope.png"
+    elif problem == "not-an-image":
+        source = tmp_path / "text.png"
+        source.write_text("hello")
+    elif problem == "size-mismatch":
+        Image.new("L", (10, 10), 255).save(mask)
+    elif problem == "empty-mask":
+        Image.new("L", Image.open(source).size, 0).save(mask)
+    output = tmp_path / "edited.png"
+    result = run("edit", source, photo_files["reference"], mask, "-o", output, "--weights", tiny_model_dir)
+    assert result.exit_code == 2
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert "Traceback" not in result.output
+    assert not output.exists()
+
+
+def test_incomplete_weights_folder_is_a_one_line_error(photo_files, tmp_path):
+    (tmp_path / "weights" / "MimicBrush").mkdir(parents=True)
+    result = run("edit", photo_files["source"], photo_files["reference"], photo_files["mask"], "-o",
+                 tmp_path / "x.png", "--weights", tmp_path / "weights")
+    assert result.exit_code == 2 and "weights folder incomplete" in result.output
+
+
+def test_hub_download_offline_names_weights_option(photo_files, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = run("edit", photo_files["source"], photo_files["reference"], photo_files["mask"], "-o",
+                 tmp_path / "x.png", "--model", "released")
+    assert result.exit_code == 2 and "--weights" in result.output
+
+
+def test_keep_shape_without_depth_model_explains(photo_files, tiny_pipeline, tmp_path):
+    from mimicbrush_cli.edit import EditJob, plan_output_paths, run_edits
+    from mimicbrush_cli.errors import MimicBrushError
+    from mimicbrush_cli.pipeline import EditSettings
+
+    depth_estimator = tiny_pipeline.depth_estimator
+    tiny_pipeline.depth_estimator = None
+    try:
+        job = EditJob(photo_files["source"], photo_files["reference"], photo_files["mask"])
+        with pytest.raises(MimicBrushError, match="--keep-shape needs a depth model"):
+            run_edits([job], EditSettings(steps=1, keep_shape=True), plan_output_paths([job], tmp_path / "o.png", 1),
+                      pipeline=tiny_pipeline)
+    finally:
+        tiny_pipeline.depth_estimator = depth_estimator

@@ -1,0 +1,114 @@
+import numpy as np
+import torch
+
+from mimicbrush_cli.pipeline import EditSettings
+
+FAST = EditSettings(steps=3, seed=7)
+
+
+def capture_inputs(module, store):
+    return module.register_forward_pre_hook(lambda _, args, kwargs: store.append((args, kwargs)), with_kwargs=True)
+
+
+def test_same_seed_gives_same_output_and_other_seed_differs(tiny_pipeline, photos):
+    source, reference, mask = photos
+    first = tiny_pipeline(source, reference, mask, FAST)[0][0]
+    second = tiny_pipeline(source, reference, mask, FAST)[0][0]
+    other = tiny_pipeline(source, reference, mask, EditSettings(steps=3, seed=8))[0][0]
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, other)
+    assert first.shape == source.shape and first.dtype == np.uint8
+
+
+def test_edit_in_a_batch_equals_edit_alone(tiny_pipeline, photos):
+    source, reference, mask = photos
+    alone = tiny_pipeline(source, reference, mask, FAST)[0][0]
+    batch = tiny_pipeline([source, source[:, ::-1].copy()], [reference, reference], [mask, mask[:, ::-1].copy()], FAST)
+    assert len(batch) == 2 and all(len(samples) == 1 for samples in batch)
+    np.testing.assert_allclose(batch[0][0].astype(int), alone.astype(int), atol=1)
+
+
+def test_num_samples_gives_distinct_results(tiny_pipeline, photos):
+    source, reference, mask = photos
+    samples = tiny_pipeline(source, reference, mask, EditSettings(steps=2, num_samples=3))[0]
+    assert len(samples) == 3
+    assert not np.array_equal(samples[0], samples[1])
+
+
+def test_pixels_outside_blurred_mask_are_the_source(tiny_pipeline, photos):
+    from mimicbrush_cli.imaging import blend_alpha
+
+    source, reference, mask = photos
+    result = tiny_pipeline(source, reference, mask, FAST)[0][0]
+    outside = blend_alpha(mask) == 0
+    np.testing.assert_array_equal(result[outside], source[outside])
+    assert not np.array_equal(result[mask], source[mask])
+
+
+def test_imitative_input_channel_order(tiny_pipeline, photos):
+    from mimicbrush_cli import imaging
+
+    source, reference, mask = photos
+    calls = []
+    hook = capture_inputs(tiny_pipeline.imitative_unet, calls)
+    try:
+        tiny_pipeline(source, reference, mask, EditSettings(steps=1, crop=False))
+    finally:
+        hook.remove()
+    model_input = calls[0][0][0]  # (2, 13, h, w): uncond row, cond row
+    assert model_input.shape[1] == 13
+    prepared = imaging.prepare_edit(source, reference, mask, tiny_pipeline.resolution, crop=False)
+    latent_size = tiny_pipeline.resolution // 8
+    expected_mask = torch.nn.functional.interpolate(
+        torch.from_numpy(prepared.mask[None, None].astype(np.float32)), size=latent_size, mode="nearest")
+    torch.testing.assert_close(model_input[0, 4:5], expected_mask[0])
+    generator = torch.Generator().manual_seed(0)
+    encoded = tiny_pipeline.encode_edits([prepared], keep_shape=False, generators=[generator])
+    torch.testing.assert_close(model_input[0, 5:9], encoded.masked_source_latents[0])
+    torch.testing.assert_close(model_input[0, 9:13], encoded.depth_latents[0])
+    torch.testing.assert_close(model_input[0], model_input[1])  # both CFG rows see the same condition
+
+
+def test_keep_shape_off_feeds_zeros_to_depth_model(tiny_pipeline, photos):
+    source, reference, mask = photos
+    calls = []
+    hook = capture_inputs(tiny_pipeline.depth_estimator, calls)
+    try:
+        tiny_pipeline(source, reference, mask, EditSettings(steps=1, keep_shape=False))
+        tiny_pipeline(source, reference, mask, EditSettings(steps=1, keep_shape=True))
+    finally:
+        hook.remove()
+    depth_input_off = calls[0][1].get("pixel_values", calls[0][0][0] if calls[0][0] else None)
+    depth_input_on = calls[1][1].get("pixel_values", calls[1][0][0] if calls[1][0] else None)
+    assert torch.count_nonzero(depth_input_off) == 0
+    assert torch.count_nonzero(depth_input_on) > 0
+
+
+def test_reference_unet_runs_once_per_edit_not_per_cfg_row(tiny_pipeline, photos):
+    source, reference, mask = photos
+    calls = []
+    hook = capture_inputs(tiny_pipeline.reference_unet, calls)
+    try:
+        tiny_pipeline([source, source], [reference, reference], [mask, mask], EditSettings(steps=2, num_samples=2))
+    finally:
+        hook.remove()
+    assert len(calls) == 2  # one call per step
+    assert all(args[0].shape[0] == 2 for args, _ in calls)  # 2 edits, while the imitative batch is 2 x 2 x 2
+
+
+def test_reference_changes_the_result(tiny_pipeline, photos):
+    source, reference, mask = photos
+    with_coffee = tiny_pipeline(source, reference, mask, FAST)[0][0]
+    with_self = tiny_pipeline(source, source, mask, FAST)[0][0]
+    assert not np.array_equal(with_coffee[mask], with_self[mask])
+
+
+def test_reference_cache_reuses_first_step_features(tiny_pipeline, photos):
+    source, reference, mask = photos
+    calls = []
+    hook = capture_inputs(tiny_pipeline.reference_unet, calls)
+    try:
+        tiny_pipeline(source, reference, mask, EditSettings(steps=3, reference_cache=True))
+    finally:
+        hook.remove()
+    assert len(calls) == 1
