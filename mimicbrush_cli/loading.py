@@ -90,6 +90,7 @@ def load_pipeline(weights: Path | None = None, model: str | None = None, device:
         else:
             raise MimicBrushError(f"unknown model {model!r} (use {', '.join(MODEL_NAMES)} or --weights DIR)")
     torch_device = resolve_device(device)
-    pipeline.to(torch_device, resolve_dtype(dtype, torch_device))
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    pipeline.to(torch_device) if torch_dtype == torch.float32 else pipeline.to(torch_device, torch_dtype)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline

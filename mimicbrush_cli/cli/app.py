@@ -42,14 +42,23 @@ def reports_user_errors(command: CommandT) -> CommandT:
     return wrapper  # type: ignore[return-value]
 
 
+def _quiet_libraries() -> None:
+    """Library chatter (dtype notes, backend fallbacks) is not for CLI users; errors still show."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+
+
 def _register_commands() -> None:
     # Each subcommand lives in its own module; importing it registers it on `app`.
     from . import commands  # noqa: F401
 
 
 def main() -> None:
-    _register_commands()
     app()
 
 
+_quiet_libraries()
 _register_commands()

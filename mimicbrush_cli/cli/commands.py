@@ -3,3 +3,4 @@
 # Keep one line per subcommand module.
 from . import edit  # noqa: F401
 from . import convert  # noqa: F401
+from . import benchmark  # noqa: F401

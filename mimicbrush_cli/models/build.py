@@ -14,7 +14,12 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+try:  # transformers >= 5: the PIL backend by name (the default one needs torchvision)
+    from transformers import CLIPImageProcessorPil as CLIPImageProcessor
+except ImportError:  # transformers 4.x
+    from transformers import CLIPImageProcessor
 
 from ..errors import MimicBrushError
 from .image_encoder import ImageTokenProjection

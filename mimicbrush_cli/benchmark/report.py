@@ -1,0 +1,139 @@
+"""Reports: JSON-safe values and means, the markdown table beside the paper's, grids, a rich table.
+
+PSNR of identical crops is infinite and JSON has no infinity: a sample stores `"psnr": null` with
+`"psnr_infinite": true`; means are taken over the finite values only, and the number of infinite
+ones is reported next to them (`psnr_infinite` in `means`), so a perfect sample never turns the
+mean into infinity nor silently lowers it to a cap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+from rich.table import Table
+
+from ..outputs import write_bytes_atomically
+
+COLUMNS = (("ssim", "SSIM ↑", 3), ("psnr", "PSNR ↑", 2), ("lpips", "LPIPS ↓", 3),
+           ("dino_i", "DINO-I ↑", 2), ("clip_i", "CLIP-I ↑", 2), ("clip_t", "CLIP-T ↑", 2))
+
+# REFERENCE.md §6: the paper's Table 1 (part composition) and its texture-transfer numbers.
+PAPER_ROWS: dict[str, list[tuple[str, dict[str, float]]]] = {
+    "part": [
+        ("Paint-by-Example w/ box", dict(ssim=0.51, psnr=16.09, lpips=0.48, dino_i=42.70, clip_i=81.10, clip_t=29.30)),
+        ("AnyDoor w/ mask", dict(ssim=0.44, psnr=14.09, lpips=0.50, dino_i=61.30, clip_i=86.08, clip_t=29.39)),
+        ("MimicBrush", dict(ssim=0.70, psnr=17.54, lpips=0.28, dino_i=56.48, clip_i=84.30, clip_t=30.08)),
+    ],
+    "texture": [
+        ("MimicBrush", dict(ssim=0.75, psnr=17.73, lpips=0.26, dino_i=49.83, clip_i=79.44)),
+    ],
+}
+TASK_TITLES = {"part": "part composition", "texture": "texture transfer", "recon": "reference reconstruction"}
+SPLIT_TITLES = {"inner": "inner-ID", "inter": "inter-ID"}
+
+
+def json_scores(scores: Mapping[str, float | None]) -> dict[str, Any]:
+    """Scores as JSON values: infinities become null plus a `<name>_infinite: true` flag."""
+    stored: dict[str, Any] = {}
+    for name, value in scores.items():
+        if value is not None and math.isinf(value):
+            stored[name], stored[f"{name}_infinite"] = None, True
+        else:
+            stored[name] = value
+    return stored
+
+
+def mean_scores(records: Iterable[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """Mean of each score over the samples that have a finite value; counts of infinite values."""
+    records = list(records)
+    means: dict[str, Any] = {}
+    for name in names:
+        values = [record[name] for record in records if record.get(name) is not None]
+        means[name] = float(np.mean(values)) if values else None
+        infinite = sum(1 for record in records if record.get(f"{name}_infinite"))
+        if infinite:
+            means[f"{name}_infinite"] = infinite
+    return means
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_bytes_atomically(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8"))
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_report(task: str, split: str, means: Mapping[str, Any], count: int, broken: Mapping[str, str],
+                    settings: Mapping[str, Any]) -> str:
+    """The paper's rows, then this run's means, as a markdown table with a few notes."""
+    header = "| method | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
+    lines = [f"# MimicBrush benchmark: {TASK_TITLES[task]}, {SPLIT_TITLES[split]}", "", header,
+             "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, values in PAPER_ROWS[task]:
+        lines.append(f"| {name} (paper) | " + " | ".join(_cell(values.get(key), 2) for key, _, _ in COLUMNS) + " |")
+    lines.append(f"| **this run** ({SPLIT_TITLES[split]}, {count} samples) | "
+                 + " | ".join(_cell(means.get(key), digits) for key, _, digits in COLUMNS) + " |")
+    lines += ["", "The paper's SSIM/PSNR/LPIPS are inner-ID scores and DINO-I/CLIP-I/CLIP-T inter-ID scores; "
+              "a run fills the columns of its split."]
+    if means.get("psnr_infinite"):
+        lines.append(f"PSNR left {means['psnr_infinite']} identical crop(s) (infinite PSNR) out of its mean.")
+    if broken:
+        lines += ["", f"Skipped {len(broken)} broken sample(s):", ""]
+        lines += [f"- `{sample_id}`: {reason}" for sample_id, reason in sorted(broken.items())]
+    lines += ["", "Settings: " + ", ".join(f"{key}={value}" for key, value in settings.items()), ""]
+    return "\n".join(lines)
+
+
+def recon_markdown(means: Mapping[str, Any], count: int, settings: Mapping[str, Any]) -> str:
+    def cell(key: str) -> str:
+        return _cell(means.get(key), 2 if "psnr" in key else 3)
+
+    lines = ["# MimicBrush benchmark: reference reconstruction", "",
+             "| reference | masked PSNR ↑ | masked SSIM ↑ |", "|---|---|---|",
+             f"| true | {cell('psnr_true')} | {cell('ssim_true')} |",
+             f"| mismatched | {cell('psnr_mismatched')} | {cell('ssim_mismatched')} |",
+             f"| **reference gain** | {cell('psnr_gain')} | {cell('ssim_gain')} |", "",
+             f"{count} held-out pairs. A positive gain means the edit reproduces the masked content better with "
+             "its own reference than with another pair's: the model imitates the reference.", "",
+             "Settings: " + ", ".join(f"{key}={value}" for key, value in settings.items()), ""]
+    return "\n".join(lines)
+
+
+def _panel(image: np.ndarray, height: int) -> np.ndarray:
+    if image.ndim == 2:
+        image = np.repeat((image.astype(np.uint8) * 255 if image.dtype == bool else image)[..., None], 3, axis=2)
+    width = max(1, round(image.shape[1] * height / image.shape[0]))
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def grid_image(panels: Sequence[tuple[str, np.ndarray]], height: int = 256, gap: int = 4, label_height: int = 16) -> np.ndarray:
+    """Images (RGB or bool masks) side by side at one height, each with its label above it."""
+    resized = [(label, _panel(image, height)) for label, image in panels]
+    width = sum(image.shape[1] for _, image in resized) + gap * (len(resized) - 1)
+    canvas = Image.new("RGB", (width, height + label_height), (255, 255, 255))
+    draw, left = ImageDraw.Draw(canvas), 0
+    for label, image in resized:
+        canvas.paste(Image.fromarray(image), (left, label_height))
+        draw.text((left + 2, 2), label, fill=(0, 0, 0))
+        left += image.shape[1] + gap
+    return np.asarray(canvas)
+
+
+def results_table(title: str, rows: Sequence[tuple[str, Mapping[str, Any]]],
+                  columns: Sequence[tuple[str, str, int]] = COLUMNS) -> Table:
+    """A rich table: one row per (name, scores), one column per score that any row has."""
+    shown = [column for column in columns if any(scores.get(column[0]) is not None for _, scores in rows)]
+    table = Table(title=title)
+    table.add_column("method")
+    for _, heading, _ in shown:
+        table.add_column(heading, justify="right")
+    for name, scores in rows:
+        table.add_row(name, *(_cell(scores.get(key), digits) for key, _, digits in shown))
+    return table

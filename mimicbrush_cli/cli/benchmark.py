@@ -1,0 +1,126 @@
+"""`mimicbrush benchmark texture|part|recon`: the paper's evaluation and the reference-reconstruction check."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..benchmark.backbones import MetricModels
+from ..benchmark.editors import PipelineOptions, make_pipeline_editor
+from ..benchmark.recon import ReconSettings, load_video_pairs, run_recon
+from ..benchmark.report import PAPER_ROWS, SPLIT_TITLES, TASK_TITLES, results_table
+from ..benchmark.runner import BenchmarkSettings, run_benchmark
+from .app import app, reports_user_errors
+from .edit import Device, DType
+
+benchmark_app = typer.Typer(help="Score a model: the paper's benchmarks (texture, part) and a reconstruction check.",
+                            no_args_is_help=True)
+app.add_typer(benchmark_app, name="benchmark")
+console = Console(stderr=True)
+
+
+class Split(str, Enum):
+    inter = "inter"
+    inner = "inner"
+
+
+Output = Annotated[Path | None, typer.Option("-o", "--output", help="Results folder (default: "
+                                             "benchmark_results/<task>-<split>); re-running resumes it.")]
+Seed = Annotated[int, typer.Option(help="Edit seed, the same for every sample.")]
+LongSide = Annotated[int, typer.Option("--long-side", min=0, help="Resize every input's long side to this before "
+                                       "editing and scoring (0: keep; 512: the released benchmark runner).")]
+Weights = Annotated[Path | None, typer.Option(help="Local weights folder: our format or the released layout.")]
+Model = Annotated[str | None, typer.Option(help="demo (bundled, default), released (Hugging Face Hub), random-tiny, "
+                                           "random-released (noise: for tests).")]
+Steps = Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps.")]
+Guidance = Annotated[float, typer.Option(min=0.0, help="Classifier-free guidance scale.")]
+Crop = Annotated[bool, typer.Option("--crop/--no-crop", help="Edit a context crop around the mask (as `edit`).")]
+DeviceOption = Annotated[Device, typer.Option(help="Where to run the model and the metric networks.")]
+DTypeOption = Annotated[DType, typer.Option(help="Model precision (auto: fp16 on GPU, fp32 on CPU).")]
+MetricsModels = Annotated[Path | None, typer.Option("--metrics-models", help="Folder with dinov2/, clip/ and lpips/ "
+                                                   "(default: facebook/dinov2-base and openai/clip-vit-large-patch14 "
+                                                   "from the Hugging Face cache or Hub, LPIPS from the torch hub cache).")]
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, transient=True)
+
+
+def _run_task(task: str, data_dir: Path, split: Split, output: Path | None, seed: int, long_side: int,
+              weights: Path | None, model: str | None, steps: int, guidance: float, crop: bool, device: Device,
+              dtype: DType, metrics_models: Path | None) -> None:
+    settings = BenchmarkSettings(task=task, split=split.value, seed=seed, long_side=long_side)
+    editor = make_pipeline_editor(weights=weights, model=model, device=device.value,
+                                  dtype=None if dtype is DType.auto else dtype.value, steps=steps, guidance=guidance,
+                                  crop=crop)
+    sources = (MetricModels.from_folder(metrics_models, device=device.value) if metrics_models
+               else MetricModels(device=device.value))
+    output = output or Path("benchmark_results") / f"{task}-{split.value}"
+    with _progress() as progress:
+        bar = progress.add_task(f"{task} {split.value}", total=None)
+        results = run_benchmark(data_dir, output, settings, editor, metric_models=sources, editor_info=editor.record,
+                                progress=lambda done, total, sample_id: progress.update(bar, completed=done, total=total))
+    rows = [(f"{name} (paper)", values) for name, values in PAPER_ROWS[task]]
+    rows.append((f"this run ({len(results.samples)} samples)", results.means))
+    Console().print(results_table(f"{TASK_TITLES[task]}, {SPLIT_TITLES[split.value]}", rows))
+    for sample_id, reason in sorted(results.broken.items()):
+        console.print(f"[yellow]skipped[/] {sample_id}: {reason}")
+    console.print(f"edited {results.edited}, resumed {results.resumed}, broken {len(results.broken)}; "
+                  f"[green]wrote[/] {results.files['results']} and {results.files['markdown']}")
+
+
+def _task_command(task: str, keep_shape_note: str):
+    def command(
+        data_dir: Annotated[Path, typer.Argument(help="Folder of <id>_source.png, <id>_source_mask.png, "
+                                                 "<id>_reference.png, <id>_reference_mask.png [, <id>_gt.png, "
+                                                 "<id>_prompt.txt].")],
+        split: Annotated[Split, typer.Option(help="inner: SSIM/PSNR/LPIPS against the ground truth; "
+                                             "inter: DINO-I/CLIP-I/CLIP-T.")] = Split.inter,
+        output: Output = None, seed: Seed = BenchmarkSettings.seed, long_side: LongSide = BenchmarkSettings.long_side,
+        weights: Weights = None, model: Model = None, steps: Steps = PipelineOptions.steps,
+        guidance: Guidance = PipelineOptions.guidance, crop: Crop = PipelineOptions.crop,
+        device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto, metrics_models: MetricsModels = None,
+    ) -> None:
+        _run_task(task, data_dir, split, output, seed, long_side, weights, model, steps, guidance, crop, device, dtype,
+                  metrics_models)
+
+    command.__doc__ = f"The paper's {TASK_TITLES[task]} benchmark ({keep_shape_note}). Re-running resumes."
+    return reports_user_errors(command)
+
+
+benchmark_app.command("texture")(_task_command("texture", "edits with --keep-shape"))
+benchmark_app.command("part")(_task_command("part", "edits without --keep-shape"))
+
+
+@benchmark_app.command("recon")
+@reports_user_errors
+def recon_command(
+    shards: Annotated[list[Path], typer.Argument(help="Held-out shards written by `mimicbrush prepare`.")],
+    output: Output = None, seed: Seed = ReconSettings.seed, long_side: LongSide = ReconSettings.long_side,
+    box_fraction: Annotated[float, typer.Option(min=0.05, max=1.0, help="Masked box side / image side.")] = ReconSettings.box_fraction,
+    weights: Weights = None, model: Model = None, steps: Steps = PipelineOptions.steps,
+    guidance: Guidance = PipelineOptions.guidance, crop: Crop = PipelineOptions.crop,
+    device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto,
+) -> None:
+    """Mask each held-out source and edit it with its true and with a mismatched reference: the reference gain."""
+    settings = ReconSettings(seed=seed, box_fraction=box_fraction, long_side=long_side)
+    editor = make_pipeline_editor(weights=weights, model=model, device=device.value,
+                                  dtype=None if dtype is DType.auto else dtype.value, steps=steps, guidance=guidance,
+                                  crop=crop)
+    output = output or Path("benchmark_results") / "recon"
+    with _progress() as progress:
+        bar = progress.add_task("recon", total=None)
+        results = run_recon(load_video_pairs(shards), output, editor, settings, editor_info=editor.record,
+                            progress=lambda done, total, pair_id: progress.update(bar, completed=done, total=total))
+    columns = [("psnr", "masked PSNR ↑", 2), ("ssim", "masked SSIM ↑", 3)]
+    rows = [(kind, {"psnr": results.means.get(f"psnr_{key}"), "ssim": results.means.get(f"ssim_{key}")})
+            for kind, key in (("true reference", "true"), ("mismatched reference", "mismatched"),
+                              ("reference gain", "gain"))]
+    Console().print(results_table(f"reference reconstruction ({len(results.samples)} pairs)", rows, columns))
+    console.print(f"[green]wrote[/] {results.files['results']} and {results.files['markdown']}")
