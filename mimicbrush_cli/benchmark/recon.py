@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,14 @@ def run_recon(pairs: Iterable[VideoPair], output_dir: str | Path, editor: Editor
                         output_dir=output_dir, files={"results": results_path, "markdown": markdown_path})
 
 
-def load_video_pairs(shards: Iterable[str | Path]) -> Iterable[VideoPair]:
-    """Held-out pairs from `mimicbrush prepare` shards, as (pair id, source, reference)."""
-    raise NotImplementedError("reading prepared shards is wired to mimicbrush_cli.data once it exists")
+def load_video_pairs(prepared_dirs: Iterable[str | Path]) -> Iterator[VideoPair]:
+    """The video pairs of folders written by `mimicbrush prepare`, as (sample key, source, reference)."""
+    from ..data.shards import decode_image, iter_samples, read_member
+
+    for folder in map(Path, prepared_dirs):
+        if not folder.is_dir():
+            raise MimicBrushError(f"prepared data folder not found: {folder}")
+        for tar, record in iter_samples(folder, kind="video"):
+            members = record["members"]
+            yield (record["key"], decode_image(read_member(tar, members["source.jpg"])),
+                   decode_image(read_member(tar, members["reference.jpg"])))

@@ -101,7 +101,8 @@ benchmark_app.command("part")(_task_command("part", "edits without --keep-shape"
 @benchmark_app.command("recon")
 @reports_user_errors
 def recon_command(
-    shards: Annotated[list[Path], typer.Argument(help="Held-out shards written by `mimicbrush prepare`.")],
+    shards: Annotated[list[Path], typer.Argument(help="Held-out data folders written by `mimicbrush prepare` "
+                                                 "(their video pairs are used).")],
     output: Output = None, seed: Seed = ReconSettings.seed, long_side: LongSide = ReconSettings.long_side,
     box_fraction: Annotated[float, typer.Option(min=0.05, max=1.0, help="Masked box side / image side.")] = ReconSettings.box_fraction,
     weights: Weights = None, model: Model = None, steps: Steps = PipelineOptions.steps,

@@ -1,0 +1,52 @@
+import pytest
+import torch
+from skimage import data
+
+from mimicbrush_cli.benchmark.lpips import HEADS_FILE, TRUNK_FILE, LPIPS, load_lpips
+from mimicbrush_cli.errors import MimicBrushError
+
+
+@pytest.fixture(scope="module")
+def lpips(metric_models_dir):
+    return load_lpips(metric_models_dir / "lpips")
+
+
+def test_lpips_of_identical_images_is_zero(lpips):
+    photo = data.coffee()[:96, :128]
+    assert lpips.distance(photo, photo.copy()) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_lpips_of_different_images_is_positive(lpips):
+    assert lpips.distance(data.coffee()[:96, :128], data.chelsea()[:96, :128]) > 0
+
+
+def test_lpips_upsamples_crops_too_small_for_alexnet(lpips):
+    assert lpips.distance(data.coffee()[:10, :20], data.chelsea()[:10, :20]) > 0
+
+
+def test_lpips_parameter_names_are_torchvision_and_lpips_ones():
+    names = set(LPIPS().state_dict())
+    assert {"features.0.weight", "features.3.weight", "features.6.weight", "features.8.weight",
+            "features.10.bias"} <= names
+    assert {f"lin{index}.model.1.weight" for index in range(5)} <= names
+
+
+def test_lpips_loads_the_published_file_names(metric_models_dir):
+    folder = metric_models_dir / "lpips"
+    assert (folder / TRUNK_FILE).is_file() and (folder / HEADS_FILE).is_file()
+    loaded = load_lpips(folder)
+    heads = torch.load(folder / HEADS_FILE, weights_only=True)
+    torch.testing.assert_close(loaded.lin2.model[1].weight, heads["lin2.model.1.weight"])
+
+
+def test_lpips_offline_without_weights_is_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr("mimicbrush_cli.benchmark.lpips._installed_lpips_heads", lambda: None)
+    with pytest.raises(MimicBrushError, match="--metrics-models") as error:
+        load_lpips(None, offline=True)
+    assert "\n" not in str(error.value)
+
+
+def test_lpips_folder_missing_a_file_is_user_error(tmp_path):
+    with pytest.raises(MimicBrushError, match=TRUNK_FILE):
+        load_lpips(tmp_path)
