@@ -4,3 +4,5 @@
 from . import edit  # noqa: F401
 from . import convert  # noqa: F401
 from . import benchmark  # noqa: F401
+from . import prepare  # noqa: F401
+from . import train  # noqa: F401

@@ -1,0 +1,116 @@
+"""`prepare`: outputs, resume after interruption, array-job splits, CLI, recipes."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mimicbrush_cli.cli.app import app
+from mimicbrush_cli.config import load_config
+from mimicbrush_cli.data import PrepareConfig, iter_video_pairs, prepare
+from mimicbrush_cli.data.shards import ShardWriter, read_sidecars
+
+RECIPES = Path(__file__).resolve().parents[2] / "data_recipes"
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory, photo_frames, make_video_session):
+    """Five videos (one of them bad) so that shards of two inputs leave a partial last chunk."""
+    folder = tmp_path_factory.mktemp("mixed")
+    for index in range(4):
+        frames = photo_frames["astronaut" if index % 2 else "coffee"][index:]
+        make_video_session(folder / f"clip{index}.mp4", frames)
+    (folder / "broken.webm").write_bytes(b"\x1a\x45\xdf\xa3 not really a webm")
+    return folder
+
+
+def manifest_text(folder: Path) -> str:
+    return (folder / "manifest.jsonl").read_text()
+
+
+def test_prepare_writes_shards_manifest_histogram_and_summary(tmp_path, video_folder, sam_folder, config_for_tiny_videos):
+    summary = prepare(tmp_path, config_for_tiny_videos(), videos=video_folder, sam_images=sam_folder)
+    assert summary.video_pairs == 6 and summary.sam_samples == 2
+    assert summary.histogram.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "summary.json").is_file()
+    assert len(manifest_text(tmp_path).splitlines()) == 8
+    assert not list(tmp_path.rglob(".*tmp*"))  # no temporary file left behind
+    pairs = list(iter_video_pairs([tmp_path]))
+    assert len(pairs) == 6
+    key, source, reference = pairs[0]
+    assert source.dtype == np.uint8 and source.shape == reference.shape == (48, 64, 3)
+
+
+def test_resume_after_interruption_gives_the_same_manifest(tmp_path, mixed_folder, config_for_tiny_videos,
+                                                          monkeypatch):
+    config = config_for_tiny_videos()
+    prepare(tmp_path / "whole", config, videos=mixed_folder)
+
+    real_commit = ShardWriter.commit
+    calls = []
+
+    def crash_on_second_shard(self, sidecar):
+        calls.append(self.name)
+        if len(calls) == 2:
+            self._tar.close() if self._tar else None
+            raise KeyboardInterrupt  # killed while the second shard's tar is still a temporary file
+        return real_commit(self, sidecar)
+
+    monkeypatch.setattr(ShardWriter, "commit", crash_on_second_shard)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(tmp_path / "resumed", config, videos=mixed_folder)
+    monkeypatch.setattr(ShardWriter, "commit", real_commit)
+    assert len(read_sidecars(tmp_path / "resumed")) == 1
+
+    summary = prepare(tmp_path / "resumed", config, videos=mixed_folder)
+    assert summary.run_already_done == 2 and summary.run_processed == 3
+    assert manifest_text(tmp_path / "resumed") == manifest_text(tmp_path / "whole")
+    again = prepare(tmp_path / "resumed", config, videos=mixed_folder)
+    assert again.run_processed == 0 and manifest_text(tmp_path / "resumed") == manifest_text(tmp_path / "whole")
+
+
+def test_array_job_parts_together_equal_one_job(tmp_path, mixed_folder, config_for_tiny_videos):
+    config = config_for_tiny_videos()
+    prepare(tmp_path / "one", config, videos=mixed_folder)
+    parts = [prepare(tmp_path / "split", config, videos=mixed_folder, shard_index=index, num_shards=2)
+             for index in range(2)]
+    assert sum(part.run_inputs for part in parts) == 5 and min(part.run_inputs for part in parts) > 0
+    assert manifest_text(tmp_path / "split") == manifest_text(tmp_path / "one")
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_manifest(tmp_path, mixed_folder, config_for_tiny_videos):
+    config = config_for_tiny_videos()
+    prepare(tmp_path / "serial", config, videos=mixed_folder)
+    prepare(tmp_path / "pool", config, videos=mixed_folder, workers=2)
+    assert manifest_text(tmp_path / "pool") == manifest_text(tmp_path / "serial")
+
+
+def test_changing_the_recipe_of_an_existing_output_is_refused(tmp_path, video_folder, config_for_tiny_videos):
+    from mimicbrush_cli.errors import MimicBrushError
+
+    prepare(tmp_path, config_for_tiny_videos(), videos=video_folder)
+    with pytest.raises(MimicBrushError, match="other settings"):
+        prepare(tmp_path, config_for_tiny_videos(ssim_min=0.3), videos=video_folder)
+
+
+def test_cli_prepare_renders_a_summary_and_reports_user_errors(tmp_path, video_folder):
+    runner = CliRunner()
+    result = runner.invoke(app, ["prepare", str(video_folder), "-o", str(tmp_path / "out"), "--set", "sample_fps=5",
+                                 "--set", "min_gap_s=0.4", "--set", "ssim_min=0.15", "--set", "ssim_max=0.6"])
+    assert result.exit_code == 0, result.output
+    assert "video pairs" in result.output and (tmp_path / "out" / "manifest.jsonl").is_file()
+    missing = runner.invoke(app, ["prepare", str(tmp_path / "nowhere"), "-o", str(tmp_path / "out2")])
+    assert missing.exit_code == 2 and "not a folder" in missing.output
+    typo = runner.invoke(app, ["prepare", str(video_folder), "-o", str(tmp_path / "out3"), "--set", "ssim_mni=0.3"])
+    assert typo.exit_code == 2 and "unknown config key ssim_mni" in typo.output
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda path: path.stem)
+def test_recipes_load_into_prepare_config(recipe):
+    assert isinstance(load_config(PrepareConfig, recipe), PrepareConfig)
+
+
+def test_there_are_three_recipes():
+    assert {path.stem for path in RECIPES.glob("*.yaml")} >= {"stock_video", "sa1b", "offline_small"}

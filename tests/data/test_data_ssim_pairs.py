@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+from skimage import data
+from skimage.metrics import structural_similarity
+
+from mimicbrush_cli.data.pairs import candidate_pairs, select_pairs
+from mimicbrush_cli.data.ssim import ssim_pairs_opencv, ssim_pairs_skimage, ssim_pairs_torch, to_ssim_gray
+
+
+@pytest.fixture(scope="module")
+def gray_frames(photo_frames):
+    return np.stack([to_ssim_gray(frame, 64) for frame in photo_frames["astronaut"][:12]])
+
+
+@pytest.mark.parametrize("vectorised", [ssim_pairs_torch, ssim_pairs_opencv], ids=["torch", "opencv"])
+def test_vectorised_ssim_agrees_with_scikit_image(gray_frames, vectorised):
+    pairs = np.array([(0, 1), (0, 5), (2, 11), (7, 3), (4, 4)])
+    expected = [structural_similarity(gray_frames[i], gray_frames[j], data_range=255) for i, j in pairs]
+    np.testing.assert_allclose(vectorised(gray_frames, pairs), expected, atol=1e-5)
+    np.testing.assert_allclose(ssim_pairs_skimage(gray_frames, pairs), expected, atol=1e-12)
+
+
+def test_vectorised_ssim_agrees_with_scikit_image_on_different_photos():
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    gray = np.stack([to_ssim_gray(photo[:300, :400], 96) for photo in photos])
+    pairs = np.array([(i, j) for i in range(4) for j in range(4)])
+    np.testing.assert_allclose(ssim_pairs_opencv(gray, pairs), ssim_pairs_skimage(gray, pairs), atol=1e-5)
+
+
+def test_candidate_pairs_respect_min_and_max_gap():
+    times = np.arange(10) * 0.5
+    pairs = candidate_pairs(times, min_gap_s=1.0, max_gap_s=2.0)
+    gaps = times[pairs[:, 1]] - times[pairs[:, 0]]
+    assert len(pairs) == 8 + 7 + 6
+    assert gaps.min() == 1.0 and gaps.max() == 2.0
+
+
+def test_pair_selection_honours_ssim_window_gap_and_cap(photo_frames):
+    frames = np.stack(photo_frames["astronaut"])
+    times = np.arange(len(frames)) / 10
+    selection = select_pairs(frames, times, ssim_min=0.3, ssim_max=0.6, min_gap_s=0.2, max_gap_s=1.0,
+                             max_pairs=4, ssim_side=64)
+    assert len(selection.pairs) == 4
+    gaps = times[selection.pairs[:, 1]] - times[selection.pairs[:, 0]]
+    assert (gaps >= 0.2 - 1e-9).all() and (gaps <= 1.0 + 1e-9).all()
+    assert ((selection.scores >= 0.3) & (selection.scores <= 0.6)).all()
+    assert len(np.unique(selection.pairs)) == 8  # every frame in at most one pair
+    gray = np.stack([to_ssim_gray(frame, 64) for frame in frames])
+    np.testing.assert_allclose(selection.scores, ssim_pairs_skimage(gray, selection.pairs), atol=1e-5)
+    assert selection.rejected_too_similar > 0 and selection.rejected_too_different > 0
+
+
+def test_pair_selection_finds_nothing_outside_window(photo_frames):
+    frames = np.stack(photo_frames["astronaut"][:10])
+    selection = select_pairs(frames, np.arange(10) / 10, ssim_min=0.99, ssim_max=1.0, min_gap_s=0.5, max_gap_s=0,
+                             max_pairs=4, ssim_side=64)
+    assert len(selection.pairs) == 0 and len(selection.all_scores) > 0
