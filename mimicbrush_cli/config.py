@@ -136,6 +136,12 @@ def _coerce(annotation: Any, value: Any, key: str) -> Any:
             raise MimicBrushError(f"config key {key} must be an integer, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads `1e-5` (no dot) as a string; a number is what was meant.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise MimicBrushError(f"config key {key} must be a number, got {value!r}")
         return float(value)

@@ -13,6 +13,7 @@ from . import imaging
 from .errors import MimicBrushError
 from .outputs import check_image_output_path, save_image_atomically
 from .pipeline import EditSettings, StepCallback
+from .speedups import SpeedOptions
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,13 @@ def read_job(job: EditJob, invert_mask: bool):
 def run_edits(jobs: Sequence[EditJob], settings: EditSettings, outputs: Sequence[Sequence[Path]],
               weights: Path | None = None, model: str | None = None, device: str = "auto",
               dtype: str | None = None, invert_mask: bool = False, callback: StepCallback | None = None,
-              pipeline=None) -> list[Path]:
+              pipeline=None, speed: SpeedOptions = SpeedOptions()) -> list[Path]:
     """Run `jobs` as one batch and write each result to its planned path. Returns the written paths."""
     from .loading import load_pipeline
 
     inputs = [read_job(job, invert_mask) for job in jobs]  # every input checked before the model loads
     if pipeline is None:
-        pipeline = load_pipeline(weights=weights, model=model, device=device, dtype=dtype)
+        pipeline = load_pipeline(weights=weights, model=model, device=device, dtype=dtype, speed=speed)
     if settings.keep_shape and not pipeline.has_depth_model:
         raise MimicBrushError("--keep-shape needs a depth model, and this model has none (the bundled demo model "
                               "is trained without depth); use the released weights (--model released or --weights DIR)")

@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from .errors import MimicBrushError
+from .speedups import SpeedOptions, configure_pipeline_speed
 
 BUNDLED_MODEL_DIR = Path(__file__).parent / "assets" / "demo_model"
 MODEL_NAMES = ("demo", "released", "random-tiny", "random-demo", "random-released")
@@ -67,8 +69,8 @@ def load_pipeline_folder(folder: Path):
 
 
 def load_pipeline(weights: Path | None = None, model: str | None = None, device: str = "auto",
-                  dtype: str | None = None):
-    """The pipeline named by `--weights` or `--model`, on its device and dtype."""
+                  dtype: str | None = None, speed: SpeedOptions = SpeedOptions()):
+    """The pipeline named by `--weights` or `--model`, on its device and dtype, with the chosen speed options."""
     from .models.build import build_random_pipeline
     from .models.checkpoints import download_released_layout, load_released_pipeline
 
@@ -93,4 +95,4 @@ def load_pipeline(weights: Path | None = None, model: str | None = None, device:
     torch_dtype = resolve_dtype(dtype, torch_device)
     pipeline.to(torch_device) if torch_dtype == torch.float32 else pipeline.to(torch_device, torch_dtype)
     pipeline.set_progress_bar_config(disable=True)
-    return pipeline
+    return configure_pipeline_speed(pipeline, **asdict(speed))

@@ -4,7 +4,9 @@ A diffusers `DiffusionPipeline`, so it saves and loads as a folder of components
 (`save_pretrained` / `from_pretrained`), moves with `.to()`, and supports
 `enable_model_cpu_offload()`. Per denoising step the imitative U-Net runs at batch 2·E·S
 (unconditional + conditional rows for E edits × S samples); the reference U-Net runs only for the
-E conditional references, because the unconditional rows never read its features.
+E conditional references, because the unconditional rows never read its features. The reference
+U-Net never sees the noisy latents, so one pass of it serves several denoising steps, batched
+over their timesteps: the same features for less per-call overhead.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class EditSettings:
     seed: int = 0
     num_samples: int = 1
     reference_cache: bool = False  # opt-in approximation: reference features from the first step only
+    reference_steps_per_pass: int = 4  # >= 1; exact: timesteps batched per reference U-Net pass (memory grows with it)
 
 
 @dataclass
@@ -71,6 +74,14 @@ class MimicBrushPipeline(DiffusionPipeline):
         self.bank: FeatureBank = attach_reference_attention(reference_unet, imitative_unet, ratio=reference_ratio)
 
     # ------------------------------------------------------------------ properties
+
+    @property
+    def device(self) -> torch.device:
+        # Under model CPU offload every component rests on the CPU between uses: inputs go where models run.
+        offload_device = getattr(self, "_offload_device", None)
+        if offload_device is not None and getattr(self, "_all_hooks", None):
+            return torch.device(offload_device)
+        return super().device
 
     @property
     def resolution(self) -> int:
@@ -151,14 +162,30 @@ class MimicBrushPipeline(DiffusionPipeline):
         dtype = self.reference_unet.dtype
         self.reference_unet(reference_latents.to(dtype), timestep, encoder_hidden_states=tokens.to(dtype))
 
-    def predict_noise(self, latents: torch.Tensor, timestep: torch.Tensor, encoded: EncodedEdits,
-                      num_samples: int, guidance: float, refresh_reference: bool = True) -> torch.Tensor:
-        """Classifier-free-guided noise prediction for E·S latents (rows grouped by edit)."""
+    def run_reference_pass(self, encoded: EncodedEdits, timesteps: torch.Tensor) -> None:
+        """Reference features of every edit for K timesteps in one batch: bank row k·E + e holds edit e
+        at `timesteps[k]`."""
+        steps = len(timesteps)
         num_edits = encoded.reference_latents.shape[0]
+        self.run_reference_unet(encoded.reference_latents.repeat(steps, 1, 1, 1),
+                                timesteps.repeat_interleave(num_edits), encoded.reference_tokens.repeat(steps, 1, 1))
+
+    def predict_noise(self, latents: torch.Tensor, timestep: torch.Tensor, encoded: EncodedEdits,
+                      num_samples: int, guidance: float,
+                      reference_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Classifier-free-guided noise prediction for E·S latents (rows grouped by edit).
+
+        `reference_rows` (E,) are the bank rows holding each edit's reference features for this step;
+        without them the reference U-Net runs now, for this timestep.
+        """
+        num_edits = encoded.reference_latents.shape[0]
+        if reference_rows is None:
+            self.run_reference_unet(encoded.reference_latents, timestep, encoded.reference_tokens)
+            reference_rows = torch.arange(num_edits, device=latents.device)
         repeat = lambda tensor: tensor.repeat_interleave(num_samples, dim=0)  # noqa: E731
         condition = torch.cat([repeat(encoded.mask_latents), repeat(encoded.masked_source_latents),
                                repeat(encoded.depth_latents)], dim=1)  # (E·S, 9, h, w)
-        edit_of_row = torch.arange(num_edits, device=latents.device).repeat_interleave(num_samples)
+        edit_of_row = reference_rows.to(latents.device).repeat_interleave(num_samples)
         cond_tokens = repeat(encoded.reference_tokens)
         use_cfg = guidance != 1.0
         if use_cfg:
@@ -169,8 +196,6 @@ class MimicBrushPipeline(DiffusionPipeline):
             reference_index = torch.cat([torch.full_like(edit_of_row, -1), edit_of_row])
         else:
             latents_in, tokens, reference_index = latents, cond_tokens, edit_of_row
-        if refresh_reference:
-            self.run_reference_unet(encoded.reference_latents, timestep, encoded.reference_tokens)
         self.bank.reference_index = reference_index
         dtype = self.imitative_unet.dtype
         model_input = imitative_unet_input(latents_in, condition[:, :1], condition[:, 1:5], condition[:, 5:9])
@@ -191,10 +216,19 @@ class MimicBrushPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(settings.steps, device=self.device)
         latents = latents * self.scheduler.init_noise_sigma
         timesteps = self.scheduler.timesteps
+        edits = torch.arange(encoded.reference_latents.shape[0], device=self.device)
+        per_pass = settings.reference_steps_per_pass
         try:
             for step, timestep in enumerate(timesteps):
-                refresh = not settings.reference_cache or step == 0
-                noise = self.predict_noise(latents, timestep, encoded, settings.num_samples, settings.guidance, refresh)
+                if settings.reference_cache:
+                    if step == 0:
+                        self.run_reference_pass(encoded, timesteps[:1])
+                    rows = edits
+                else:
+                    if step % per_pass == 0:
+                        self.run_reference_pass(encoded, timesteps[step:step + per_pass])
+                    rows = (step % per_pass) * len(edits) + edits
+                noise = self.predict_noise(latents, timestep, encoded, settings.num_samples, settings.guidance, rows)
                 latents = self.scheduler.step(noise, timestep, latents, eta=0.0).prev_sample
                 if callback is not None:
                     callback(step + 1, len(timesteps))

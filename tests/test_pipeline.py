@@ -89,7 +89,8 @@ def test_reference_unet_runs_once_per_edit_not_per_cfg_row(tiny_pipeline, photos
     calls = []
     hook = capture_inputs(tiny_pipeline.reference_unet, calls)
     try:
-        tiny_pipeline([source, source], [reference, reference], [mask, mask], EditSettings(steps=2, num_samples=2))
+        tiny_pipeline([source, source], [reference, reference], [mask, mask],
+                      EditSettings(steps=2, num_samples=2, reference_steps_per_pass=1))
     finally:
         hook.remove()
     assert len(calls) == 2  # one call per step

@@ -6,3 +6,4 @@ from . import convert  # noqa: F401
 from . import benchmark  # noqa: F401
 from . import prepare  # noqa: F401
 from . import train  # noqa: F401
+from . import benchmark_speed  # noqa: F401

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..edit import EditJob, plan_output_paths, run_edits
 from ..pipeline import EditSettings
+from ..speedups import SpeedOptions
 from .app import app, reports_user_errors
 
 console = Console(stderr=True)
@@ -54,6 +55,14 @@ def edit_command(
                                               "random-tiny, random-released (noise: for tests).")] = None,
     device: Annotated[Device, typer.Option(help="Where to run.")] = Device.auto,
     dtype: Annotated[DType, typer.Option(help="Compute precision (auto: fp16 on GPU, fp32 on CPU).")] = DType.auto,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory layout for the U-Nets and VAE "
+                                                "(same output to rounding; faster on some GPUs).")] = SpeedOptions.channels_last,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the U-Nets: the first edit compiles "
+                                          "(minutes), later steps may run faster.")] = SpeedOptions.compile,
+    cpu_offload: Annotated[bool, typer.Option("--cpu-offload", help="Keep models on the CPU and move each to the GPU "
+                                              "only while it runs (small GPUs; slower).")] = SpeedOptions.cpu_offload,
+    vae_tiling: Annotated[bool, typer.Option("--vae-tiling", help="Encode and decode in tiles (large images in less "
+                                             "memory; output differs slightly).")] = SpeedOptions.vae_tiling,
 ) -> None:
     """Repaint the white part of MASK in SRC by imitating the matching part of REF."""
     if len(inputs) % 3:
@@ -71,6 +80,6 @@ def edit_command(
 
         written = run_edits(jobs, settings, outputs, weights=weights, model=model, device=device.value,
                             dtype=None if dtype is DType.auto else dtype.value, invert_mask=invert_mask,
-                            callback=on_step)
+                            callback=on_step, speed=SpeedOptions(channels_last, compile, cpu_offload, vae_tiling))
     for path in written:
         console.print(f"[green]wrote[/] {path}")

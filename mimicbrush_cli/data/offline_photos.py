@@ -1,13 +1,15 @@
-"""Write scikit-image's bundled photos as an SA-1B-style folder, for an offline SAM-like set.
+"""Write photos as an SA-1B-style folder, for an offline SAM-like set.
 
 The object masks are stand-ins for SAM's: regions of a Felzenszwalb over-segmentation, which follow
-real object and texture boundaries of the photo. Usage: python -m mimicbrush_cli.data.offline_photos DIR
+real object and texture boundaries of the photo. By default the photos are scikit-image's bundled ones.
+Usage: python -m mimicbrush_cli.data.offline_photos DIR [PHOTO_FILE_OR_DIR ...]
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +20,27 @@ from .sam import rle_encode
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "cat", "retina", "immunohistochemistry", "motorcycle_left")
 
 
-def write_offline_sa1b(folder: Path, min_area: float = 0.02, max_side: int = 512) -> list[Path]:
-    import cv2
+def _skimage_photos() -> list[np.ndarray]:
     from skimage import data
+
+    photos = []
+    for name in PHOTOS:
+        try:
+            photos.append(getattr(data, name)())
+        except Exception:  # noqa: BLE001 - a photo needing a download (pooch) is simply left out offline
+            continue
+    return photos
+
+
+def write_offline_sa1b(folder: Path, min_area: float = 0.02, max_side: int = 512,
+                       photos: Sequence[np.ndarray] | None = None) -> list[Path]:
+    """`photos` (RGB uint8; default: scikit-image's) as `sa_<n>.jpg` + `sa_<n>.json` in `folder`."""
+    import cv2
     from skimage.segmentation import felzenszwalb
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for number, name in enumerate(PHOTOS, start=1):
-        try:
-            image = getattr(data, name)()
-        except Exception:  # noqa: BLE001 - a photo needing a download (pooch) is simply left out offline
-            continue
+    for number, image in enumerate(_skimage_photos() if photos is None else photos, start=1):
         image = np.ascontiguousarray(image[..., :3])
         scale = max_side / max(image.shape[:2])
         if scale < 1:
@@ -50,5 +61,9 @@ def write_offline_sa1b(folder: Path, min_area: float = 0.02, max_side: int = 512
 
 
 if __name__ == "__main__":
-    for written_path in write_offline_sa1b(Path(sys.argv[1] if len(sys.argv) > 1 else "skimage_sa1b")):
+    from ..imaging import load_image
+    from .camera_motion import find_photos
+
+    given = [load_image(path) for path in find_photos([Path(arg) for arg in sys.argv[2:]])] if len(sys.argv) > 2 else None
+    for written_path in write_offline_sa1b(Path(sys.argv[1] if len(sys.argv) > 1 else "skimage_sa1b"), photos=given):
         print(written_path)

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -92,7 +92,7 @@ MODEL_SIZES: dict[str, ModelSize] = {
               "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
               "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
               "cross_attention_dim": 128, "attention_head_dim": 4, "norm_num_groups": 32},
-        vae={**_SD_VAE, "block_out_channels": (32, 64, 64, 64), "layers_per_block": 1, "norm_num_groups": 16,
+        vae={**_SD_VAE, "block_out_channels": (16, 32, 64, 64), "layers_per_block": 1, "norm_num_groups": 16,
              "sample_size": 128},
         image_encoder={**_VIT_H14, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4,
                        "num_attention_heads": 4, "image_size": 112, "projection_dim": 128},
@@ -147,11 +147,23 @@ def build_depth_models(size: ModelSize):
     return depth_estimator, DepthGuider(**size.depth_guider)
 
 
-def build_random_pipeline(size_name: str = "tiny", seed: int = 0):
-    """A `MimicBrushPipeline` of a named size with random weights (no download)."""
+def at_resolution(size: ModelSize, resolution: int) -> ModelSize:
+    """The same size working at another square resolution (the U-Nets' latent `sample_size` changes)."""
+    # Every U-Net down block but the last halves the latent, so the latent side must divide evenly.
+    multiple = 8 * 2 ** (len(size.unet["block_out_channels"]) - 1)
+    if resolution <= 0 or resolution % multiple:
+        raise MimicBrushError(f"resolution {resolution} is not a positive multiple of {multiple} for size {size.name!r}")
+    return replace(size, resolution=resolution, unet={**size.unet, "sample_size": resolution // 8})
+
+
+def build_random_pipeline(size_name: str = "tiny", seed: int = 0, resolution: int | None = None):
+    """A `MimicBrushPipeline` of a named size with random weights (no download), optionally at another
+    working resolution."""
     from ..pipeline import MimicBrushPipeline
 
     size = model_size(size_name)
+    if resolution is not None:
+        size = at_resolution(size, resolution)
     torch.manual_seed(seed)
     depth_estimator, depth_guider = build_depth_models(size)
     return MimicBrushPipeline(

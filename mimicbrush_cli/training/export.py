@@ -1,0 +1,64 @@
+"""Export a trained pipeline as the model folder `mimicbrush edit --weights DIR` loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import MimicBrushError
+from ..models.checkpoints import save_pipeline_atomically
+
+
+def export_trained_pipeline(accelerator, pipeline, ema, trained_parameters, destination: Path) -> Path | None:
+    """Write `pipeline` (with the EMA weights when EMA is on) in fp32 safetensors; main process only.
+
+    Frozen modules may have run in half precision during training; the folder is written in fp32
+    so that it loads like every other model folder.
+    """
+    destination = Path(destination)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if ema is not None:
+            ema.store(trained_parameters)
+            ema.copy_to(trained_parameters)
+        try:
+            for module in pipeline.components.values():
+                if isinstance(module, torch.nn.Module) and module.dtype != torch.float32:
+                    module.to(torch.float32)
+            save_pipeline_atomically(pipeline, destination)
+        finally:
+            if ema is not None:
+                ema.restore(trained_parameters)
+    accelerator.wait_for_everyone()
+    return destination
+
+
+def export_checkpoint(config, checkpoint: Path, destination: Path, use_ema: bool = True) -> Path:
+    """A training checkpoint → an `edit --weights` folder, in one process (any strategy that wrote it).
+
+    Builds the run's starting pipeline from `config.model`, loads the checkpoint's trained weights
+    (its EMA weights when present and `use_ema`), and saves the pipeline.
+    """
+    from safetensors.torch import load_file
+
+    from .initialise import build_training_pipeline
+    from .objective import TrainingModel
+
+    checkpoint = Path(checkpoint)
+    weights_file = checkpoint / ("ema.safetensors" if use_ema and (checkpoint / "ema.safetensors").is_file()
+                                 else "weights.safetensors")
+    if not weights_file.is_file():
+        raise MimicBrushError(f"not a training checkpoint (no weights.safetensors): {checkpoint}")
+    pipeline = build_training_pipeline(config.model)
+    model = TrainingModel(pipeline, config.trainable)
+    state = load_file(weights_file)
+    missing = [name for name, parameter in model.named_parameters()
+               if name not in state and (parameter.requires_grad or weights_file.name == "weights.safetensors")]
+    if missing:
+        raise MimicBrushError(f"checkpoint {checkpoint.name} does not match the config's model: no {missing[0]}")
+    unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+    if unexpected:
+        raise MimicBrushError(f"checkpoint {checkpoint.name} does not match the config's model: {unexpected[0]}")
+    save_pipeline_atomically(pipeline, Path(destination))
+    return Path(destination)

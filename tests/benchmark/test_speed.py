@@ -1,0 +1,170 @@
+"""Correctness of the speed schedules and options (timings are printed by `mimicbrush benchmark speed`, never asserted)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mimicbrush_cli.benchmark.speed import (OURS, RELEASED, SpeedConfig, deviation, edit_settings, measure,
+                                            released_schedule)
+from mimicbrush_cli.errors import MimicBrushError
+from mimicbrush_cli.models.build import build_random_pipeline
+from mimicbrush_cli.pipeline import EditSettings
+from mimicbrush_cli.speedups import configure_pipeline_speed
+
+STEPS = 3
+
+
+@pytest.fixture
+def pipeline():
+    """A pipeline of its own, for tests that change it."""
+    pipeline = build_random_pipeline("tiny", seed=0)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+@pytest.fixture(scope="module")
+def exact(tiny_pipeline, photos):
+    """Our default's output, STEPS steps."""
+    return tiny_pipeline(*photos, EditSettings(steps=STEPS))[0][0]
+
+
+def reference_unet_batches(pipeline, run):
+    batches = []
+    hook = pipeline.reference_unet.register_forward_pre_hook(lambda _, args: batches.append(args[0].shape[0]))
+    try:
+        result = run()
+    finally:
+        hook.remove()
+    return result, batches
+
+
+def test_released_schedule_runs_reference_unet_at_batch_2_every_step_and_matches_ours(tiny_pipeline, photos, exact):
+    with released_schedule(tiny_pipeline):
+        released, batches = reference_unet_batches(
+            tiny_pipeline, lambda: tiny_pipeline(*photos, edit_settings(RELEASED, STEPS))[0][0])
+    assert batches == [2] * STEPS
+    assert np.abs(released.astype(int) - exact.astype(int)).max() <= 1
+
+
+def test_our_default_runs_one_reference_pass_batched_over_the_timesteps(tiny_pipeline, photos):
+    _, batches = reference_unet_batches(tiny_pipeline, lambda: tiny_pipeline(*photos, edit_settings(OURS, STEPS)))
+    assert batches == [STEPS]
+
+
+def test_released_schedule_is_undone_on_exit(tiny_pipeline):
+    with released_schedule(tiny_pipeline):
+        assert "run_reference_pass" in vars(tiny_pipeline)
+    assert "run_reference_pass" not in vars(tiny_pipeline)
+
+
+def test_reference_steps_per_pass_does_not_change_the_output(tiny_pipeline, photos, exact):
+    two, batches = reference_unet_batches(
+        tiny_pipeline, lambda: tiny_pipeline(*photos, EditSettings(steps=STEPS, reference_steps_per_pass=2))[0][0])
+    assert batches == [2, 1]
+    assert np.abs(two.astype(int) - exact.astype(int)).max() <= 1
+
+
+def test_reference_cache_runs_reference_unet_once_and_changes_output_slightly(tiny_pipeline, photos, exact):
+    cached, batches = reference_unet_batches(
+        tiny_pipeline, lambda: tiny_pipeline(*photos, EditSettings(steps=STEPS, reference_cache=True))[0][0])
+    assert batches == [1]
+    changed = deviation(cached, exact)
+    assert changed.max_abs > 0 and changed.psnr_db > 30
+
+
+@pytest.mark.parametrize("option", ["channels_last", "vae_tiling"])
+def test_speed_option_runs_and_keeps_the_output(pipeline, photos, exact, option):
+    configure_pipeline_speed(pipeline, **{option: True})
+    faster = pipeline(*photos, EditSettings(steps=STEPS))[0][0]
+    assert faster.shape == exact.shape
+    assert deviation(faster, exact).psnr_db > 40
+
+
+def test_vae_tiling_splits_images_larger_than_a_tile(pipeline):
+    configure_pipeline_speed(pipeline, vae_tiling=True)
+    pipeline.vae.tile_sample_min_size, pipeline.vae.tile_latent_min_size = 32, 4
+    calls = []
+    hook = pipeline.vae.encoder.register_forward_pre_hook(lambda _, args: calls.append(args[0].shape[-1]))
+    try:
+        with torch.no_grad():
+            pipeline.vae.encode(torch.zeros(1, 3, 64, 64))
+    finally:
+        hook.remove()
+    assert len(calls) > 1 and max(calls) == 32
+
+
+def test_compile_option_compiles_both_unets_in_place(pipeline):
+    imitative = pipeline.imitative_unet
+    configure_pipeline_speed(pipeline, compile=True)
+    assert pipeline.imitative_unet is imitative
+    assert pipeline.imitative_unet._compiled_call_impl is not None
+    assert pipeline.reference_unet._compiled_call_impl is not None
+
+
+def test_cpu_offload_on_cpu_is_a_user_error(pipeline):
+    with pytest.raises(MimicBrushError, match="GPU"):
+        configure_pipeline_speed(pipeline, cpu_offload=True)
+
+
+def test_pipeline_inputs_follow_the_models_under_model_offload(pipeline, photos, exact):
+    pipeline.enable_model_cpu_offload(device="cpu")  # the only accelerator-free way to install the hooks
+    offloaded = pipeline(*photos, EditSettings(steps=STEPS))[0][0]
+    np.testing.assert_array_equal(offloaded, exact)
+
+
+def test_measure_times_every_step_and_reference_pass():
+    config = SpeedConfig("tiny", size="tiny")
+    measurement = measure(config, None, steps=5, device="cpu")
+    assert len(measurement.step_s) == 5 and all(seconds > 0 for seconds in measurement.step_s)
+    assert [(step, timesteps) for step, _, timesteps in measurement.reference_passes] == [(0, 4), (4, 1)]
+    assert measurement.prediction.shape == (64, 64, 3) and measurement.peak_memory_bytes > 0
+    assert 0 < measurement.imitative_step_s <= min(measurement.step_s)
+    assert measurement.edit_50_s > measurement.edit_s
+
+
+def test_measure_reports_offload_as_not_applicable_on_cpu():
+    measurement = measure(SpeedConfig("offload", cpu_offload=True, size="tiny"), None, steps=1, device="cpu")
+    assert measurement.skipped == "needs a GPU"
+
+
+def test_deviation_of_identical_images_is_infinite_psnr():
+    image = np.full((4, 4, 3), 7, np.uint8)
+    assert deviation(image, image).psnr_db == math.inf
+    assert deviation(image + 1, image).max_abs == 1
+
+
+def test_random_pipeline_at_another_resolution():
+    assert build_random_pipeline("tiny", resolution=128).resolution == 128
+    with pytest.raises(MimicBrushError, match="multiple of 16"):
+        build_random_pipeline("tiny", resolution=72)
+
+
+def test_report_compares_every_configuration_with_the_released_schedule_and_our_default():
+    from mimicbrush_cli.benchmark.speed import SpeedReport, _rows
+
+    released, ours = (SpeedConfig(config.name, schedule=config.schedule, size="tiny") for config in (RELEASED, OURS))
+    measurements = [measure(config, None, steps=2, device="cpu") for config in (released, ours)]
+    report = SpeedReport(device="cpu", steps=2, threads=0, tolerance=1,
+                         rows={64: _rows(measurements, released, ours)})
+    released_row, ours_row = report.rows[64]
+    assert released_row.step_ratio == 1.0 and released_row.deviation.max_abs <= 1
+    assert ours_row.deviation is None  # the exact default is what the others are compared with
+    assert report.released_matches_ours(64)
+    markdown = report.to_markdown()
+    assert "### 64 px" in markdown and "released schedule (a)" in markdown
+
+
+def test_edit_command_takes_the_speed_options(photo_files, tmp_path):
+    from typer.testing import CliRunner
+
+    from mimicbrush_cli.cli.app import app
+
+    paths = [str(photo_files[key]) for key in ("source", "reference", "mask")]
+    common = ["edit", *paths, "--model", "random-tiny", "--steps", "1", "--device", "cpu"]
+    result = CliRunner().invoke(app, [*common, "-o", str(tmp_path / "out.png"), "--channels-last", "--vae-tiling"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out.png").is_file()
+    offload = CliRunner().invoke(app, [*common, "-o", str(tmp_path / "offload.png"), "--cpu-offload"])
+    assert offload.exit_code == 2 and "GPU" in offload.output

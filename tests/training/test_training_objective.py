@@ -1,0 +1,105 @@
+"""The loss of one batch: consistent with inference, checkpointing-invariant, and able to overfit."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mimicbrush_cli.models.build import build_random_pipeline
+from mimicbrush_cli.models.unets import imitative_unet_input
+from mimicbrush_cli.training.objective import (
+    TrainingModel,
+    clip_pixel_values,
+    draw_randomness,
+    encode_batch,
+    micro_batch_generator,
+)
+from torch.utils.data import default_collate
+
+
+def _encoded(pipeline, dataset, keep, zero_depth=(False, True), seed=0):
+    rows = len(keep)
+    batch = default_collate([dataset[index] for index in range(rows)])
+    randomness = draw_randomness(micro_batch_generator(seed, 0, 0, 0), rows, 8, 1000, 0.0, 0.0)
+    randomness.keep_reference = torch.tensor(keep)
+    randomness.zero_depth = torch.tensor(zero_depth[:rows])
+    return encode_batch(pipeline, batch, randomness)
+
+
+def test_clip_pixel_values_match_the_inference_preprocessing(tiny_pipeline):
+    image = np.asarray(torch.nn.functional.interpolate(
+        torch.from_numpy(__import__("skimage").data.astronaut()).permute(2, 0, 1)[None].float(), size=(64, 64),
+        mode="area")[0].permute(1, 2, 0).round().byte())
+    expected = tiny_pipeline.clip_pixel_values([image])
+    batch = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    actual = clip_pixel_values(batch, tiny_pipeline.feature_extractor)
+    assert actual.shape == expected.shape
+    # PIL rounds its resize to uint8 (one level is ~0.015 here); the batched twin does not.
+    difference = (actual - expected).abs()
+    assert difference.mean() < 0.01 and difference.max() < 0.1
+
+
+def test_training_rows_match_the_inference_branches(photo_pairs):
+    """A kept row predicts like the conditional CFG branch, a dropped row like the unconditional one."""
+    pipeline = build_random_pipeline("tiny", seed=0)
+    model = TrainingModel(pipeline, ("imitative_unet", "image_projection", "depth_guider"))
+    encoded = _encoded(pipeline, photo_pairs, keep=(True, False))
+    with torch.no_grad():
+        loss = model(encoded)
+        depth_latents = pipeline.depth_guider(encoded.depth, encoded.pixel_size)
+        tokens = torch.cat([pipeline.reference_tokens(encoded.clip_pixel_values[:1]), pipeline.unconditional_tokens()])
+        pipeline.run_reference_unet(encoded.reference_latents[:1], encoded.timesteps[:1], tokens[:1])
+        pipeline.bank.reference_index = torch.tensor([0, -1])
+        model_input = imitative_unet_input(encoded.noisy_latents, encoded.mask_latents,
+                                           encoded.masked_source_latents, depth_latents)
+        prediction = pipeline.imitative_unet(model_input, encoded.timesteps, encoder_hidden_states=tokens).sample
+    assert torch.allclose(loss, F.mse_loss(prediction, encoded.noise), atol=1e-6)
+
+
+def test_dropped_rows_ignore_the_reference(photo_pairs):
+    pipeline = build_random_pipeline("tiny", seed=0)
+    model = TrainingModel(pipeline, ("imitative_unet", "image_projection", "depth_guider"))
+    encoded = _encoded(pipeline, photo_pairs, keep=(False, False))
+    with torch.no_grad():
+        loss = model(encoded)
+        encoded.reference_latents = torch.randn_like(encoded.reference_latents)
+        assert torch.equal(model(encoded), loss)
+
+
+def _loss_and_gradients(photo_pairs, checkpointing: bool):
+    pipeline = build_random_pipeline("tiny", seed=0)
+    model = TrainingModel(pipeline, ("imitative_unet", "reference_unet", "image_projection", "depth_guider"))
+    if checkpointing:
+        pipeline.imitative_unet.enable_gradient_checkpointing()
+        pipeline.reference_unet.enable_gradient_checkpointing()
+    encoded = _encoded(pipeline, photo_pairs, keep=(True, False))
+    loss = model(encoded)
+    loss.backward()
+    return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_gradient_checkpointing_keeps_loss_and_gradients(photo_pairs):
+    plain_loss, plain_grads = _loss_and_gradients(photo_pairs, checkpointing=False)
+    ckpt_loss, ckpt_grads = _loss_and_gradients(photo_pairs, checkpointing=True)
+    assert torch.allclose(plain_loss, ckpt_loss, atol=1e-6)
+    assert plain_grads.keys() == ckpt_grads.keys()
+    assert any(name.startswith("trained.reference_unet.") for name in plain_grads)
+    for name, gradient in plain_grads.items():
+        assert torch.allclose(gradient, ckpt_grads[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_tiny_model_overfits_a_fixed_batch(photo_pairs):
+    torch.manual_seed(0)
+    pipeline = build_random_pipeline("tiny", seed=0)
+    model = TrainingModel(pipeline, ("imitative_unet", "image_projection", "depth_guider"))
+    encoded = _encoded(pipeline, photo_pairs, keep=(True,), zero_depth=(False,))
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+    losses = []
+    for _ in range(10):
+        loss = model(encoded)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.25 * losses[0], losses
