@@ -53,6 +53,8 @@ class StageConfig:
     batch_size: int = 8             # images (vae) or pairs (image_encoder) per step
     lr: float = 5e-4                # from scratch, small models: far above SD-scale fine-tuning rates
     kl_weight: float = 1e-6         # vae: SD's weight, near-deterministic latents in a smooth space
+    crop_size: int = 0              # vae: train on random crops of this side (0: whole images); the VAE is
+                                    # convolutional, so crops teach it the same at a fraction of the cost
     temperature: float = 0.07       # image_encoder: CLIP's initial logit temperature
     checkpoint_every: int = 100
     seed: int = 0
@@ -72,6 +74,11 @@ def _items(dataset: MimicBrushTrainingSet, step: int, count: int) -> list[dict]:
 def _vae_loss(pipeline, dataset, step: int, config: StageConfig) -> torch.Tensor:
     items = _items(dataset, step, (config.batch_size + 1) // 2)
     images = torch.stack([image for item in items for image in (item["source"], item["reference"])])[:config.batch_size]
+    if config.crop_size:
+        side = images.shape[-1]
+        corners = torch.randint(0, side - config.crop_size + 1, (len(images), 2))
+        images = torch.stack([image[:, top:top + config.crop_size, left:left + config.crop_size]
+                              for image, (top, left) in zip(images, corners.tolist())])
     posterior = pipeline.vae.encode(images).latent_dist
     reconstruction = pipeline.vae.decode(posterior.sample()).sample
     return F.l1_loss(reconstruction, images) + config.kl_weight * posterior.kl().mean()
