@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 import resource
 import time
 from collections.abc import Callable
@@ -351,10 +350,10 @@ ProgressCallback = Callable[[str, int, int], None]
 
 def run_speed_benchmark(resolutions: tuple[int, ...] = (256, 512), steps: int = 4, device: str = "cpu",
                         threads: int = 0, configs: list[SpeedConfig] | None = None, compile_check: bool = True,
-                        tolerance: int = 2, size: str = "released",
-                        progress: ProgressCallback | None = None) -> SpeedReport:
+                        tolerance: int = 2, size: str = "released", progress: ProgressCallback | None = None,
+                        on_resolution: Callable[[SpeedReport, int], None] | None = None) -> SpeedReport:
     """Measure every configuration at every resolution, one fresh process at a time (never two
-    full-size pipelines in memory at once)."""
+    full-size pipelines in memory at once); `on_resolution` sees the report as each resolution completes."""
     from ..loading import resolve_device
 
     torch_device = resolve_device(device).type
@@ -374,6 +373,8 @@ def run_speed_benchmark(resolutions: tuple[int, ...] = (256, 512), steps: int = 
             measurements.append(measure_in_fresh_process(config, resolution, steps, device, threads=threads))
             done += 1
         report.rows[resolution] = _rows(measurements, baseline, exact)
+        if on_resolution is not None:
+            on_resolution(report, resolution)
     if compile_check and torch_device == "cpu":
         tiny = [SpeedConfig("ours, default (tiny)", size="tiny"), SpeedConfig("--compile (tiny)", compile=True, size="tiny")]
         measurements = []

@@ -7,10 +7,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..benchmark.speed import COLUMNS, SpeedReport, row_cells, run_speed_benchmark
+from ..benchmark.throughput import measure_throughput
 from ..errors import MimicBrushError
 from ..outputs import write_bytes_atomically
 from .app import reports_user_errors
@@ -29,12 +31,15 @@ def _table(title: str, rows) -> Table:
     return table
 
 
+def _render_resolution(report: SpeedReport, resolution: int) -> None:
+    out = Console()
+    out.print(_table(f"{resolution} px, {report.steps} steps run, {report.device}", report.rows[resolution]))
+    verdict = "[green]match[/]" if report.released_matches_ours(resolution) else "[red]DIFFER[/]"
+    out.print(f"released schedule vs ours at {resolution} px: {verdict} (tolerance {report.tolerance} px)")
+
+
 def _render(report: SpeedReport) -> None:
     out = Console()
-    for resolution, rows in report.rows.items():
-        out.print(_table(f"{resolution} px, {report.steps} steps run, {report.device}", rows))
-        verdict = "[green]match[/]" if report.released_matches_ours(resolution) else "[red]DIFFER[/]"
-        out.print(f"released schedule vs ours at {resolution} px: {verdict} (tolerance {report.tolerance} px)")
     if report.compile_rows:
         out.print(_table("torch.compile, tiny size (compiling the full size on a CPU takes too long)",
                          report.compile_rows))
@@ -42,8 +47,7 @@ def _render(report: SpeedReport) -> None:
               f"over 50 steps); edit, N steps: the whole edit as run ({report.steps} steps"
               f"{', few because a full-size step takes seconds on a CPU' if report.device == 'cpu' else ''}); "
               f"edit, 50 steps: extrapolated; ratio: against the released schedule; max |Δ| and PSNR: the generated "
-              "square against our exact default. Not measured here: `prepare` throughput against raw decoding "
-              "(`mimicbrush prepare` prints both) and training steps/s (`python benchmarks/train_speed.py`).")
+              "square against our exact default.")
 
 
 @benchmark_app.command("speed")
@@ -62,6 +66,8 @@ def speed_command(
     model_size: Annotated[str, typer.Option("--model-size", help="released (the real architecture) or tiny "
                                             "(a quick check that everything runs).")] = "released",
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Also write the tables as markdown here.")] = None,
+    throughput: Annotated[bool, typer.Option("--throughput/--no-throughput", help="Also measure `prepare` against "
+                                             "plain decoding, and training steps/s of the tiny model.")] = True,
 ) -> None:
     """Time the released schedule and ours on the full-size architecture with random weights (no download),
     each option alone, each configuration in a fresh process; check that the outputs match."""
@@ -72,9 +78,16 @@ def speed_command(
         task = progress.add_task("building", total=None)
         report = run_speed_benchmark(tuple(sizes), steps=steps, device=device.value, threads=threads,
                                      compile_check=compile_check, tolerance=tolerance, size=model_size,
+                                     on_resolution=_render_resolution,
                                      progress=lambda name, done, total: progress.update(
                                          task, description=name, completed=done, total=total))
     _render(report)
+    markdown = report.to_markdown()
+    if throughput:
+        with console.status("measuring prepare and training throughput"):
+            figures = measure_throughput()
+        Console().print(Markdown("### Data and training throughput\n\n" + figures.to_markdown()))
+        markdown += "\n\n### Data and training throughput\n\n" + figures.to_markdown() + "\n"
     if output is not None:
-        write_bytes_atomically(output, report.to_markdown().encode())
+        write_bytes_atomically(output, markdown.encode())
         console.print(f"[green]wrote[/] {output}")
