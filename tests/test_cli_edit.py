@@ -90,3 +90,16 @@ def test_keep_shape_without_depth_model_explains(photo_files, tiny_pipeline, tmp
                       pipeline=tiny_pipeline)
     finally:
         tiny_pipeline.depth_estimator = depth_estimator
+
+
+def test_result_file_gets_ordinary_permissions(photo_files, tiny_model_dir, tmp_path):
+    import os
+    import stat
+
+    output = tmp_path / "edited.png"
+    result = run("edit", photo_files["source"], photo_files["reference"], photo_files["mask"], "-o", output,
+                 "--weights", tiny_model_dir, "--steps", 1)
+    assert result.exit_code == 0, result.output
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(output.stat().st_mode) == 0o666 & ~umask

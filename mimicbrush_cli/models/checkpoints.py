@@ -30,6 +30,7 @@ from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from ..errors import MimicBrushError
+from ..outputs import current_umask
 from .build import build_clip_image_processor, build_scheduler
 from .depth import DepthGuider
 from .depth_checkpoint import load_depth_anything_from_original
@@ -230,6 +231,7 @@ def save_pipeline_atomically(pipeline, destination: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:
         pipeline.save_pretrained(staging, safe_serialization=True)
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp creates the folder private (0700)
         if destination.exists():
             destination.rmdir()
         os.replace(staging, destination)
