@@ -92,6 +92,8 @@ def is_released_layout(root: Path) -> bool:
 
 
 def released_layout(root: Path) -> ReleasedLayout:
+    if not Path(root).is_dir():
+        raise MimicBrushError(f"weights folder not found: {root}")
     layout = ReleasedLayout(cleansd=root / "cleansd", mimicbrush=root / "MimicBrush")
     layout.check_complete()
     return layout

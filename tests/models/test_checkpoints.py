@@ -106,3 +106,9 @@ def test_widened_inpainting_unet_keeps_pretrained_channels():
     assert widened.config.in_channels == 13
     torch.testing.assert_close(widened.conv_in.weight[:, :9], old_weight)
     assert torch.count_nonzero(widened.conv_in.weight[:, 9:]) == 0
+
+
+def test_convert_of_a_missing_folder_says_not_found(tmp_path):
+    with pytest.raises(MimicBrushError, match="weights folder not found"):
+        convert_released_weights(tmp_path / "absent", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
