@@ -1,3 +1,5 @@
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
@@ -6,8 +8,15 @@ from mimicbrush_cli.pipeline import EditSettings
 FAST = EditSettings(steps=3, seed=7)
 
 
-def capture_inputs(module, store):
-    return module.register_forward_pre_hook(lambda _, args, kwargs: store.append((args, kwargs)), with_kwargs=True)
+@contextmanager
+def captured_inputs(module):
+    """The (args, kwargs) of every forward call of `module` inside the block."""
+    calls = []
+    hook = module.register_forward_pre_hook(lambda _, args, kwargs: calls.append((args, kwargs)), with_kwargs=True)
+    try:
+        yield calls
+    finally:
+        hook.remove()
 
 
 def test_same_seed_gives_same_output_and_other_seed_differs(tiny_pipeline, photos):
@@ -49,12 +58,8 @@ def test_imitative_input_channel_order(tiny_pipeline, photos):
     from mimicbrush_cli import imaging
 
     source, reference, mask = photos
-    calls = []
-    hook = capture_inputs(tiny_pipeline.imitative_unet, calls)
-    try:
+    with captured_inputs(tiny_pipeline.imitative_unet) as calls:
         tiny_pipeline(source, reference, mask, EditSettings(steps=1, crop=False))
-    finally:
-        hook.remove()
     model_input = calls[0][0][0]  # (2, 13, h, w): uncond row, cond row
     assert model_input.shape[1] == 13
     prepared = imaging.prepare_edit(source, reference, mask, tiny_pipeline.resolution, crop=False)
@@ -71,13 +76,9 @@ def test_imitative_input_channel_order(tiny_pipeline, photos):
 
 def test_keep_shape_off_feeds_zeros_to_depth_model(tiny_pipeline, photos):
     source, reference, mask = photos
-    calls = []
-    hook = capture_inputs(tiny_pipeline.depth_estimator, calls)
-    try:
+    with captured_inputs(tiny_pipeline.depth_estimator) as calls:
         tiny_pipeline(source, reference, mask, EditSettings(steps=1, keep_shape=False))
         tiny_pipeline(source, reference, mask, EditSettings(steps=1, keep_shape=True))
-    finally:
-        hook.remove()
     depth_input_off = calls[0][1].get("pixel_values", calls[0][0][0] if calls[0][0] else None)
     depth_input_on = calls[1][1].get("pixel_values", calls[1][0][0] if calls[1][0] else None)
     assert torch.count_nonzero(depth_input_off) == 0
@@ -86,13 +87,9 @@ def test_keep_shape_off_feeds_zeros_to_depth_model(tiny_pipeline, photos):
 
 def test_reference_unet_runs_once_per_edit_not_per_cfg_row(tiny_pipeline, photos):
     source, reference, mask = photos
-    calls = []
-    hook = capture_inputs(tiny_pipeline.reference_unet, calls)
-    try:
+    with captured_inputs(tiny_pipeline.reference_unet) as calls:
         tiny_pipeline([source, source], [reference, reference], [mask, mask],
                       EditSettings(steps=2, num_samples=2, reference_steps_per_pass=1))
-    finally:
-        hook.remove()
     assert len(calls) == 2  # one call per step
     assert all(args[0].shape[0] == 2 for args, _ in calls)  # 2 edits, while the imitative batch is 2 x 2 x 2
 
@@ -106,10 +103,6 @@ def test_reference_changes_the_result(tiny_pipeline, photos):
 
 def test_reference_cache_reuses_first_step_features(tiny_pipeline, photos):
     source, reference, mask = photos
-    calls = []
-    hook = capture_inputs(tiny_pipeline.reference_unet, calls)
-    try:
+    with captured_inputs(tiny_pipeline.reference_unet) as calls:
         tiny_pipeline(source, reference, mask, EditSettings(steps=3, reference_cache=True))
-    finally:
-        hook.remove()
     assert len(calls) == 1
