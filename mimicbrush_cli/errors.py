@@ -7,3 +7,9 @@ the CLI prints it as a single line and exits non-zero. Every other exception is 
 
 class MimicBrushError(Exception):
     """A user-facing error: bad input, missing weights, unreadable file, invalid config."""
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's message cut to one line for a user error; its type name when the message is empty."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__

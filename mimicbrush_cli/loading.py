@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import MimicBrushError
+from .errors import MimicBrushError, first_line
 from .speedups import SpeedOptions, configure_pipeline_speed
 
 BUNDLED_MODEL_DIR = Path(__file__).parent / "assets" / "demo_model"
@@ -61,7 +61,7 @@ def load_pipeline_folder(folder: Path):
         try:
             return MimicBrushPipeline.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError, KeyError) as error:
-            raise MimicBrushError(f"cannot load model folder {folder}: {str(error).splitlines()[0][:200]}") from None
+            raise MimicBrushError(f"cannot load model folder {folder}: {first_line(error)}") from None
     if is_released_layout(folder):
         return load_released_pipeline(released_layout(folder))
     raise MimicBrushError(f"{folder} is neither a model folder (model_index.json) nor the released layout "

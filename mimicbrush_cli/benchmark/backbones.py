@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import MimicBrushError
+from ..errors import MimicBrushError, first_line
 from ..imaging import WHITE, pad_to_square
 from .lpips import LPIPS, load_lpips
 
@@ -111,7 +111,7 @@ class DinoEmbedder:
             self.processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
             self.model = Dinov2Model.from_pretrained(folder, local_files_only=True).to(device).eval()
         except (OSError, ValueError) as error:
-            raise MimicBrushError(f"cannot load DINOv2 from {folder}: {str(error).splitlines()[0][:200]}") from None
+            raise MimicBrushError(f"cannot load DINOv2 from {folder}: {first_line(error)}") from None
         self.device = device
 
     @torch.no_grad()
@@ -131,7 +131,7 @@ class ClipEmbedder:
             self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
             self.model = CLIPModel.from_pretrained(folder, local_files_only=True).to(device).eval()
         except (OSError, ValueError) as error:
-            raise MimicBrushError(f"cannot load CLIP from {folder}: {str(error).splitlines()[0][:200]}") from None
+            raise MimicBrushError(f"cannot load CLIP from {folder}: {first_line(error)}") from None
         self.device = device
 
     @torch.no_grad()

@@ -18,6 +18,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..errors import first_line
+
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 
 
@@ -64,11 +66,11 @@ def decode_candidates(path: Path, sample_fps: float, max_frames: int, max_side: 
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as error:
-        raise SkippedInput("unreadable-container", _first_line(error)) from None
+        raise SkippedInput("unreadable-container", first_line(error)) from None
     try:
         return _decode(container, sample_fps, max_frames, max_side, seek_gap_s)
     except av.error.FFmpegError as error:
-        raise SkippedInput("decode-error", _first_line(error)) from None
+        raise SkippedInput("decode-error", first_line(error)) from None
     finally:
         container.close()
 
@@ -136,11 +138,6 @@ def _duration_s(container, stream) -> float:
     if container.duration:
         return container.duration / 1_000_000  # AV_TIME_BASE
     return 0.0
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def decode_throughput(path: Path) -> tuple[int, float]:

@@ -29,7 +29,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from ..errors import MimicBrushError
+from ..errors import MimicBrushError, first_line
 from ..outputs import current_umask
 from .build import build_clip_image_processor, build_scheduler
 from .depth import DepthGuider
@@ -125,7 +125,7 @@ def load_released_checkpoint(path: Path) -> dict:
         except RuntimeError:  # legacy (non-zip) pickles cannot be memory-mapped
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a corrupt or unsafe pickle: torch raises many types
-        raise MimicBrushError(f"cannot read {path}: {str(error).splitlines()[0][:200]}") from None
+        raise MimicBrushError(f"cannot read {path}: {first_line(error)}") from None
     expected = {"unet", "referencenet", "image_proj", "depth_guider", "image_encoder"}
     if not isinstance(checkpoint, dict) or not expected <= set(checkpoint):
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
@@ -161,7 +161,7 @@ def read_weights_file(folder: Path, stem: str) -> dict[str, torch.Tensor]:
         if pickle_path.is_file():
             return torch.load(pickle_path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated file, or a pickle carrying code
-        raise MimicBrushError(f"cannot read weights in {folder}: {str(error).splitlines()[0][:200]}") from None
+        raise MimicBrushError(f"cannot read weights in {folder}: {first_line(error)}") from None
     raise MimicBrushError(f"weights folder incomplete: no {stem}.safetensors or {stem}.bin in {folder}")
 
 

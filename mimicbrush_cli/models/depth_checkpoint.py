@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
-from ..errors import MimicBrushError
+from ..errors import MimicBrushError, first_line
 
 DEPTH_INPUT_SIZE = 518
 DEPTH_PATCH_SIZE = 14
@@ -217,7 +217,7 @@ def load_depth_anything_from_original(path: str | Path,
     try:
         original = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated download, not a pickle, or a pickle with code in it
-        raise MimicBrushError(f"cannot read depth model weights {path}: {str(error).splitlines()[0]}") from None
+        raise MimicBrushError(f"cannot read depth model weights {path}: {first_line(error)}") from None
     if not isinstance(original, Mapping) or not all(isinstance(v, torch.Tensor) for v in original.values()):
         raise MimicBrushError(f"{path} is not a Depth Anything state dict (expected a dict of tensors)")
     try:

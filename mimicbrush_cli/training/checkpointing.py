@@ -25,7 +25,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from safetensors.torch import load_file, save_file
 
-from ..errors import MimicBrushError
+from ..errors import MimicBrushError, first_line
 
 CHECKPOINTS_FOLDER = "checkpoints"
 STATE_FILE = "state.json"
@@ -127,7 +127,7 @@ def load_checkpoint(accelerator: Accelerator, path: Path, model, optimizer, lr_s
             unwrapped.load_state_dict(load_file(path / "weights.safetensors"))
         except RuntimeError as error:
             raise MimicBrushError(f"checkpoint {path.name} does not match this model: "
-                                  f"{str(error).splitlines()[0][:200]}") from None
+                                  f"{first_line(error)}") from None
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     lr_scheduler.load_state_dict(state["lr_scheduler"])
     if accelerator.scaler is not None and "grad_scaler" in state:

@@ -8,7 +8,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPVisionModelWithProjection
 
-from ..errors import MimicBrushError
+from ..errors import MimicBrushError, first_line
 from ..loading import load_pipeline_folder
 from ..models.build import build_clip_image_processor, build_random_pipeline, build_scheduler
 from ..models.depth import DepthGuider
@@ -27,7 +27,7 @@ def _load(loader, path: Path, what: str, **kwargs):
     try:
         return loader(_require_folder(path, what), local_files_only=True, **kwargs)
     except (OSError, ValueError, KeyError) as error:
-        raise MimicBrushError(f"cannot load {what} from {path}: {str(error).splitlines()[0][:200]}") from None
+        raise MimicBrushError(f"cannot load {what} from {path}: {first_line(error)}") from None
 
 
 def pipeline_from_stable_diffusion(config: ModelConfig):
