@@ -4,12 +4,14 @@
   written by `mimicbrush convert` or `mimicbrush train --export`) or in the released layout
   (`cleansd/` + `MimicBrush/`). The format is detected.
 - `--model NAME`: `released` downloads the released weights from the Hugging Face Hub (cached by
-  huggingface_hub); `demo` is the small model bundled with the package; `random-tiny` and
-  `random-released` build random weights (their output is noise: for tests and speed checks).
+  huggingface_hub); `demo` (the default) is the small model bundled with the package, trained by
+  `scripts/train_demo_model.sh`; `random-tiny`, `random-demo` and `random-released` build random
+  weights of a named size (their output is noise: for tests and speed checks).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -49,6 +51,19 @@ def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
         raise MimicBrushError(f"unknown dtype {name!r} (use fp32, fp16 or bf16)") from None
 
 
+@contextmanager
+def _without_transformers_progress_bars():
+    from transformers.utils import logging as transformers_logging
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()
+
+
 def load_pipeline_folder(folder: Path):
     """A pipeline from a folder in our format or in the released layout."""
     from .models.checkpoints import is_released_layout, load_released_pipeline, released_layout
@@ -59,7 +74,8 @@ def load_pipeline_folder(folder: Path):
         raise MimicBrushError(f"weights folder not found: {folder}")
     if (folder / "model_index.json").is_file():
         try:
-            return MimicBrushPipeline.from_pretrained(folder, local_files_only=True)
+            with _without_transformers_progress_bars():  # a local load takes a second: no bar on the terminal
+                return MimicBrushPipeline.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError, KeyError) as error:
             raise MimicBrushError(f"cannot load model folder {folder}: {first_line(error)}") from None
     if is_released_layout(folder):

@@ -39,3 +39,27 @@ def widen_inpainting_unet(inpainting_unet: UNet2DConditionModel) -> UNet2DCondit
     inpainting_unet.conv_in = new_conv
     inpainting_unet.register_to_config(in_channels=IMITATIVE_IN_CHANNELS)
     return inpainting_unet
+
+
+def align_reference_unet(reference_unet: UNet2DConditionModel, imitative_unet: UNet2DConditionModel) -> None:
+    """Start the reference U-Net as a copy of the imitative U-Net (in place).
+
+    The paper gets this for free: both U-Nets come from Stable Diffusion, so the reference U-Net's keys
+    and values live in the same feature space as the imitative U-Net's queries from the first step, and
+    reference attention can match content at once. Two U-Nets initialised at random independently
+    share no such space and must discover it; this copies every weight whose shape agrees. The 4-channel
+    `conv_in` gets the sum of the imitative U-Net's noisy-latent and masked-source kernels: on a clean,
+    unmasked latent both of those inputs carry the same content, so the two U-Nets compute the same
+    first features for it.
+    """
+    imitative_state = imitative_unet.state_dict()
+    aligned = {}
+    for name, value in reference_unet.state_dict().items():
+        if name == "conv_in.weight":
+            kernel = imitative_state[name]
+            aligned[name] = kernel[:, NOISY_LATENT_CHANNELS] + kernel[:, MASKED_SOURCE_CHANNELS]
+        elif name in imitative_state and imitative_state[name].shape == value.shape:
+            aligned[name] = imitative_state[name]
+        else:
+            aligned[name] = value
+    reference_unet.load_state_dict(aligned)

@@ -38,6 +38,12 @@ class ModelConfig:
     image_encoder: Path | None = None        # CLIPVisionModelWithProjection folder
     depth_model: Path | None = None          # depth_anything_vitb14.pth; none: depth input is all zeros
     seed: int = 0                            # random init and fresh modules
+    align_reference_unet: bool = False       # start the reference U-Net as a copy of the imitative one, as
+                                             # SD init gives the paper (models/unets.py); for models from nothing
+    prediction_type: Literal["epsilon", "v_prediction"] | None = None
+                                             # what the imitative U-Net predicts; written into the scheduler
+                                             # config the exported model carries. None: the starting model's
+                                             # (released: epsilon)
 
 
 @dataclass(frozen=True)

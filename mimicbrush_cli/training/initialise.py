@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPVisionModelWithProjection
 
 from ..errors import MimicBrushError, first_line
@@ -13,7 +13,7 @@ from ..loading import load_pipeline_folder
 from ..models.build import build_clip_image_processor, build_random_pipeline, build_scheduler
 from ..models.depth import DepthGuider
 from ..models.image_encoder import ImageTokenProjection
-from ..models.unets import widen_inpainting_unet
+from ..models.unets import align_reference_unet, widen_inpainting_unet
 from .config import ModelConfig
 
 
@@ -75,5 +75,9 @@ def build_training_pipeline(config: ModelConfig):
         pipeline = load_pipeline_folder(Path(config.path))
     else:
         pipeline = pipeline_from_stable_diffusion(config)
+    if config.align_reference_unet:
+        align_reference_unet(pipeline.reference_unet, pipeline.imitative_unet)
+    if config.prediction_type is not None:
+        pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config, prediction_type=config.prediction_type)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline

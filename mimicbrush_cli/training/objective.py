@@ -1,11 +1,15 @@
-"""The training objective: noise prediction of the imitative U-Net, guided by the reference U-Net.
+"""The training objective: the imitative U-Net's denoising prediction, guided by the reference U-Net.
 
 For each row of a batch (source, reference, mask, depth_source):
 
     z0      = VAE sample of the source                      (the target latent)
     z_t     = sqrt(ᾱ_t)·z0 + sqrt(1 − ᾱ_t)·ε,  t ~ U[0, 1000)
     input   = z_t | mask | VAE sample of the black-masked source | depth_guider(depth(depth_source))
-    loss    = ‖ε − imitative_unet(input, t, CLIP tokens of the reference; reference features)‖²
+    loss    = ‖target − imitative_unet(input, t, CLIP tokens of the reference; reference features)‖²
+
+where the target is what the scheduler's `prediction_type` says the U-Net predicts: ε (`epsilon`,
+the released model) or v = sqrt(ᾱ_t)·ε − sqrt(1 − ᾱ_t)·z0 (`v_prediction`). Inference needs no
+switch: the DDIM step reads the same scheduler config.
 
 with the reference features written by the reference U-Net on the *clean* reference latent at the
 same t. Two droppings make one model serve every inference mode:
@@ -92,12 +96,22 @@ def depth_model_inputs(depth_sources: torch.Tensor, size: int, zero_rows: torch.
 
 
 # ------------------------------------------------------------------------------ the batch
+def prediction_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """What the U-Net should output for `latents` noised with `noise` at `timesteps`."""
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return scheduler.get_velocity(latents, noise, timesteps)
+    raise ValueError(f"unsupported prediction type: {prediction_type}")
+
+
 @dataclass
 class EncodedBatch:
     """A micro-batch after the frozen encoders, ready for `TrainingModel.forward`."""
 
     noisy_latents: torch.Tensor          # (B, 4, h, w)
-    noise: torch.Tensor                  # (B, 4, h, w), the target
+    target: torch.Tensor                 # (B, 4, h, w): ε or v (see the module docstring)
     timesteps: torch.Tensor              # (B,) long
     mask_latents: torch.Tensor           # (B, 1, h, w), 1 = generate
     masked_source_latents: torch.Tensor  # (B, 4, h, w)
@@ -134,7 +148,7 @@ def encode_batch(pipeline, batch: dict, randomness: StepRandomness) -> EncodedBa
     clip_pixels = torch.where(keep_reference.view(-1, 1, 1, 1), clip_pixels, torch.zeros_like(clip_pixels))
     return EncodedBatch(
         noisy_latents=pipeline.scheduler.add_noise(source_latents, noise, timesteps),
-        noise=noise, timesteps=timesteps,
+        target=prediction_target(pipeline.scheduler, source_latents, noise, timesteps), timesteps=timesteps,
         mask_latents=F.interpolate(mask, size=(latent_size, latent_size), mode="nearest"),
         masked_source_latents=masked_source_latents, reference_latents=reference_latents,
         clip_pixel_values=clip_pixels, depth=depth.float(), keep_reference=keep_reference, pixel_size=pixel_size)
@@ -203,7 +217,7 @@ class TrainingModel(nn.Module):
         dtype = imitative_unet.dtype
         prediction = imitative_unet(model_input.to(dtype), batch.timesteps,
                                     encoder_hidden_states=tokens.to(dtype)).sample
-        loss = F.mse_loss(prediction.float(), batch.noise.float())
+        loss = F.mse_loss(prediction.float(), batch.target.float())
         if reference_trains and not bool(keep.any()):
             loss = loss + 0.0 * sum(features.float().mean() for features in self.bank.features if features is not None)
         return loss

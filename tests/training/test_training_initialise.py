@@ -66,3 +66,27 @@ def test_checkpoint_exports_to_an_edit_folder(sd_run, tmp_path):
     pipeline = load_pipeline_folder(exported)
     assert torch.equal(pipeline.imitative_unet.conv_in.weight, result.pipeline.imitative_unet.conv_in.weight)
     assert torch.equal(pipeline.depth_guider.conv_out.weight, result.pipeline.depth_guider.conv_out.weight)
+
+
+@pytest.mark.parametrize("align", [False, True])
+def test_align_reference_unet_option_copies_the_imitative_unet(align):
+    from mimicbrush_cli.training.config import load_train_config
+    from mimicbrush_cli.training.initialise import build_training_pipeline
+
+    config = load_train_config({"model": {"init": "random", "size": "tiny", "align_reference_unet": align}}).model
+    pipeline = build_training_pipeline(config)
+    name = "mid_block.attentions.0.transformer_blocks.0.attn1.to_k.weight"
+    same = torch.equal(pipeline.reference_unet.state_dict()[name], pipeline.imitative_unet.state_dict()[name])
+    assert same == align
+
+
+def test_prediction_type_option_reaches_the_saved_scheduler(tmp_path):
+    from mimicbrush_cli.models.checkpoints import save_pipeline_atomically
+    from mimicbrush_cli.training.config import load_train_config
+    from mimicbrush_cli.training.initialise import build_training_pipeline
+
+    config = load_train_config({"model": {"init": "random", "size": "tiny", "prediction_type": "v_prediction"}}).model
+    save_pipeline_atomically(build_training_pipeline(config), tmp_path / "model")
+    assert load_pipeline_folder(tmp_path / "model").scheduler.config.prediction_type == "v_prediction"
+    default = load_train_config({"model": {"init": "random", "size": "tiny"}}).model
+    assert build_training_pipeline(default).scheduler.config.prediction_type == "epsilon"

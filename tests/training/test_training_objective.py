@@ -54,7 +54,7 @@ def test_training_rows_match_the_inference_branches(photo_pairs):
         model_input = imitative_unet_input(encoded.noisy_latents, encoded.mask_latents,
                                            encoded.masked_source_latents, depth_latents)
         prediction = pipeline.imitative_unet(model_input, encoded.timesteps, encoder_hidden_states=tokens).sample
-    assert torch.allclose(loss, F.mse_loss(prediction, encoded.noise), atol=1e-6)
+    assert torch.allclose(loss, F.mse_loss(prediction, encoded.target), atol=1e-6)
 
 
 def test_dropped_rows_ignore_the_reference(photo_pairs):
@@ -103,3 +103,20 @@ def test_tiny_model_overfits_a_fixed_batch(photo_pairs):
         optimizer.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < 0.25 * losses[0], losses
+
+
+def test_the_target_is_what_the_ddim_step_reads(photo_pairs):
+    """For ε and v alike, a perfect prediction of the target makes DDIM's x0 estimate the clean latent."""
+    from diffusers import DDIMScheduler
+
+    estimates = []
+    for prediction_type in ("epsilon", "v_prediction"):
+        pipeline = build_random_pipeline("tiny", seed=0)
+        pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config, prediction_type=prediction_type)
+        pipeline.scheduler.set_timesteps(1000)
+        encoded = _encoded(pipeline, photo_pairs, keep=(True, True))
+        estimates.append(torch.stack([
+            pipeline.scheduler.step(target[None], int(t), noisy[None]).pred_original_sample[0]
+            for target, t, noisy in zip(encoded.target, encoded.timesteps, encoded.noisy_latents)]))
+    assert not torch.allclose(estimates[0], encoded.noisy_latents, atol=1e-2)
+    assert torch.allclose(estimates[0], estimates[1], atol=1e-3)
