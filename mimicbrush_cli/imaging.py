@@ -83,6 +83,8 @@ def load_mask(path: str | Path, invert: bool = False) -> np.ndarray:
 
 def check_edit_inputs(source: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> None:
     """Reject inputs that cannot be edited, with a message a user can act on."""
+    if mask.dtype != bool:  # a 0/255 mask would be read as weights far outside [0, 1]
+        raise MimicBrushError(f"mask must be a bool array (True = edit), not {mask.dtype}: pass `mask > 0`")
     if mask.shape != source.shape[:2]:
         raise MimicBrushError(f"mask size {mask.shape[1]}x{mask.shape[0]} differs from source size "
                               f"{source.shape[1]}x{source.shape[0]}")

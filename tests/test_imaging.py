@@ -110,8 +110,10 @@ def test_load_image_rejects_non_image(tmp_path):
         imaging.load_image(path)
 
 
-def test_check_edit_inputs_rejects_size_mismatch_and_empty_mask():
+def test_check_edit_inputs_rejects_size_mismatch_empty_and_non_bool_masks():
     source = np.zeros((20, 30, 3), np.uint8)
+    with pytest.raises(MimicBrushError, match="bool"):
+        imaging.check_edit_inputs(source, source, np.full((20, 30), 255, np.uint8))
     with pytest.raises(MimicBrushError, match="differs"):
         imaging.check_edit_inputs(source, source, np.ones((20, 20), bool))
     with pytest.raises(MimicBrushError, match="empty"):
