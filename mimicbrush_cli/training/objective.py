@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import imaging
+from ..errors import MimicBrushError
 from ..models.depth import predict_depth, prepare_depth_input
 from ..models.image_encoder import encode_reference_tokens
 from ..models.reference_attention import unused_reference_unet_parameters
@@ -103,7 +104,8 @@ def prediction_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, tim
         return noise
     if prediction_type == "v_prediction":
         return scheduler.get_velocity(latents, noise, timesteps)
-    raise ValueError(f"unsupported prediction type: {prediction_type}")
+    raise MimicBrushError(f"cannot train a model whose scheduler predicts {prediction_type!r} "
+                          "(set model.prediction_type: epsilon or v_prediction)")
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -120,3 +121,15 @@ def test_the_target_is_what_the_ddim_step_reads(photo_pairs):
             for target, t, noisy in zip(encoded.target, encoded.timesteps, encoded.noisy_latents)]))
     assert not torch.allclose(estimates[0], encoded.noisy_latents, atol=1e-2)
     assert torch.allclose(estimates[0], estimates[1], atol=1e-3)
+
+
+def test_an_unsupported_prediction_type_is_a_user_error():
+    from diffusers import DDIMScheduler
+
+    from mimicbrush_cli.errors import MimicBrushError
+    from mimicbrush_cli.training.objective import prediction_target
+
+    scheduler = DDIMScheduler(prediction_type="sample")
+    latents = torch.zeros(1, 4, 8, 8)
+    with pytest.raises(MimicBrushError, match="model.prediction_type"):
+        prediction_target(scheduler, latents, latents, torch.tensor([10]))
