@@ -11,23 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage
-from PIL import Image
 from typer.testing import CliRunner
 
 from mimicbrush_cli.benchmark.metrics import masked_psnr
 from mimicbrush_cli.benchmark.recon import mismatched_indices, recon_mask
 from mimicbrush_cli.data.demo_sources import HELD_OUT_SKIMAGE
 from mimicbrush_cli.cli.app import app
+from mimicbrush_cli.imaging import load_image, load_mask
 from mimicbrush_cli.loading import BUNDLED_MODEL_DIR, load_pipeline
 from mimicbrush_cli.pipeline import EditSettings
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 STEREO = {name: EXAMPLES / f"motorcycle_{name}.png" for name in ("left", "right", "mask")}
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl"}
-
-
-def read(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path))
 
 
 def test_bundled_model_is_complete_safetensors_and_small():
@@ -43,9 +39,9 @@ def test_edit_without_weights_uses_the_bundled_model(tmp_path):
     result = CliRunner().invoke(app, ["edit", *(str(STEREO[name]) for name in ("left", "right", "mask")),
                                       "-o", str(output), "--steps", "4"])
     assert result.exit_code == 0, result.output
-    edited, source, mask = read(output), read(STEREO["left"]), read(STEREO["mask"])
+    edited, source, mask = load_image(output), load_image(STEREO["left"]), load_mask(STEREO["mask"])
     assert edited.shape == source.shape
-    assert not np.array_equal(edited[mask > 0], source[mask > 0])
+    assert not np.array_equal(edited[mask], source[mask])
     far_from_mask = np.ones(mask.shape, bool)
     rows, columns = np.nonzero(mask)
     far_from_mask[rows.min() - 20:rows.max() + 20, columns.min() - 20:columns.max() + 20] = False
