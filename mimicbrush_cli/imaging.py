@@ -1,9 +1,11 @@
 """Pre- and post-processing of edits as pure functions on numpy arrays (no model inside).
 
 Images are uint8 (H, W, 3) RGB; masks are bool (H, W) with True = region to repaint.
-The released pipeline pads to square (white for images, black for masks), resizes to the working
-size with Lanczos, and pastes the result back through a blurred mask, so that pixels outside the
-blurred mask are exactly the source's.
+The defaults are the released inference code's steps, kernel for kernel (REFERENCE.md §3): pad to
+square (white for images, black for masks); black out the masked pixels at the padded native size,
+then resize to the working size with PIL's Lanczos; resize the prediction back with OpenCV's
+bilinear `cv2.resize`, and blend it in through the 8-bit mask blurred 10 times, truncating to uint8.
+Pixels outside the blurred mask are exactly the source's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from .errors import MimicBrushError
 WHITE = 255
 MASK_THRESHOLD = 128          # released: mask = pixels > 128
 BLEND_BLUR_PASSES = 10        # released: the 0/255 mask blurred 10 times with a 3x3 Gaussian
+# How a prediction goes back into the source: "released" (cv2 bilinear resize, the blur rounded to
+# 8 bits at every pass, the blend truncated) or "lanczos" (PIL Lanczos resize, the blur in float,
+# the blend rounded to nearest: sharper and without the released code's rounding losses).
+PASTE_BACK_KERNELS = ("released", "lanczos")
 
 
 @dataclass(frozen=True)
@@ -151,22 +157,53 @@ def context_crop_box(mask: np.ndarray, min_side: int, context: float = 2.0) -> B
 
 # ---------------------------------------------------------------- blending
 
-def blend_alpha(mask: np.ndarray) -> np.ndarray:
-    """Float alpha in [0, 1]: the 0/255 mask blurred 10 times with a 3x3 Gaussian (released)."""
-    alpha = mask.astype(np.float32) * 255.0
+def _check_paste_back(kernel: str) -> None:
+    if kernel not in PASTE_BACK_KERNELS:
+        raise ValueError(f"paste_back must be one of {PASTE_BACK_KERNELS}, not {kernel!r}")
+
+
+def blend_alpha(mask: np.ndarray, kernel: str = "released") -> np.ndarray:
+    """Alpha in [0, 1]: the 0/255 mask blurred 10 times with a 3x3 Gaussian.
+
+    Released: the mask is an 8-bit image, so every pass rounds to whole levels (and the far tail of
+    the blur rounds away to exactly 0); "lanczos" blurs in float32.
+    """
+    _check_paste_back(kernel)
+    if kernel == "lanczos":
+        alpha = mask.astype(np.float32) * 255.0
+    else:
+        alpha = mask.astype(np.uint8) * 255
     for _ in range(BLEND_BLUR_PASSES):
         alpha = cv2.GaussianBlur(alpha, (3, 3), 0)
     return alpha / 255.0
 
 
-def paste_back(source: np.ndarray, prediction: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """`prediction·alpha + source·(1 − alpha)`; pixels where alpha is 0 stay exactly the source's."""
-    alpha = blend_alpha(mask)[..., None]
-    blended = prediction.astype(np.float32) * alpha + source.astype(np.float32) * (1.0 - alpha)
-    result = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+def paste_back(source: np.ndarray, prediction: np.ndarray, mask: np.ndarray, kernel: str = "released") -> np.ndarray:
+    """`prediction·alpha + source·(1 − alpha)`; pixels where alpha is 0 stay exactly the source's.
+
+    Released: in float64, then truncated to uint8 (`astype`); "lanczos": in float32, rounded to nearest.
+    """
+    alpha = blend_alpha(mask, kernel)[..., None]
+    if kernel == "lanczos":
+        blended = prediction.astype(np.float32) * alpha + source.astype(np.float32) * (1.0 - alpha)
+        result = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    else:
+        result = (prediction * alpha + source * (1 - alpha)).astype(np.uint8)
     untouched = alpha[..., 0] == 0
     result[untouched] = source[untouched]
     return result
+
+
+def resize_prediction(prediction: np.ndarray, side: int, kernel: str = "released") -> np.ndarray:
+    """A working-size square prediction back to the padded square's `side`.
+
+    Released: `cv2.resize` with its default bilinear kernel (`crop_padding_and_resize`, which sizes
+    it `int(R · side / R)`: exactly `side` for the power-of-two working sizes); "lanczos": PIL Lanczos.
+    """
+    _check_paste_back(kernel)
+    if kernel == "lanczos":
+        return resize_image(prediction, side)
+    return cv2.resize(prediction, (side, side), interpolation=cv2.INTER_LINEAR)
 
 
 # ---------------------------------------------------------------- model-facing conversions
@@ -181,16 +218,22 @@ def from_model_range(pixels: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((pixels.transpose(1, 2, 0) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def black_out_mask(image_model_range: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The masked source: masked pixels painted black (-1), not grey, as the released model expects."""
-    return np.where(mask[None], np.float32(-1.0), image_model_range).astype(np.float32)
+def from_unit_range(pixels: np.ndarray) -> np.ndarray:
+    """float (3, H, W) in [0, 1] → uint8 (H, W, 3), as diffusers' `numpy_to_pil`: `(x * 255).round()`."""
+    return (pixels.transpose(1, 2, 0).astype(np.float32) * 255).round().astype(np.uint8)
+
+
+def black_out_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The masked source: masked pixels painted black (0, i.e. -1 for the model), not grey, as the
+    released model expects (`collage_region`)."""
+    return np.where(mask[..., None], np.uint8(0), image)
 
 
 @dataclass(frozen=True)
 class PreparedEdit:
     """One edit brought to working resolution, plus what is needed to paste the result back."""
 
-    source: np.ndarray          # (R, R, 3) uint8, padded square source at working size
+    masked_source: np.ndarray   # (R, R, 3) uint8: the padded source, masked pixels black, at working size
     reference: np.ndarray       # (R, R, 3) uint8, padded square reference at working size
     reference_square: np.ndarray  # padded square reference at its own size (CLIP input)
     source_square: np.ndarray   # padded square source at its own size (depth input)
@@ -201,7 +244,11 @@ class PreparedEdit:
 
 def prepare_edit(source: np.ndarray, reference: np.ndarray, mask: np.ndarray, resolution: int,
                  crop: bool) -> PreparedEdit:
-    """Crop (optionally), pad to square and resize to the working resolution."""
+    """Crop (optionally), pad to square and resize to the working resolution.
+
+    The source is blacked out at its padded native size and then resized, as released: Lanczos
+    spreads the black edge over the neighbouring pixels at working size, which the released model saw.
+    """
     check_edit_inputs(source, reference, mask)
     crop_box = context_crop_box(mask, min_side=resolution) if crop else Box(0, 0, *source.shape[:2])
     source_crop, mask_crop = source[crop_box.slices()], mask[crop_box.slices()]
@@ -209,16 +256,18 @@ def prepare_edit(source: np.ndarray, reference: np.ndarray, mask: np.ndarray, re
     mask_square, _ = pad_to_square(mask_crop, False)
     reference_square, _ = pad_to_square(reference, WHITE)
     return PreparedEdit(
-        source=resize_image(source_square, resolution), reference=resize_image(reference_square, resolution),
+        masked_source=resize_image(black_out_mask(source_square, mask_square), resolution),
+        reference=resize_image(reference_square, resolution),
         reference_square=reference_square, source_square=source_square,
         mask=resize_mask(mask_square, resolution), crop=crop_box, pad=pad_box)
 
 
-def finish_edit(source: np.ndarray, mask: np.ndarray, prepared: PreparedEdit, prediction: np.ndarray) -> np.ndarray:
+def finish_edit(source: np.ndarray, mask: np.ndarray, prepared: PreparedEdit, prediction: np.ndarray,
+                paste_back_kernel: str = "released") -> np.ndarray:
     """Bring a working-resolution prediction back to the full source and blend it in."""
     side = prepared.source_square.shape[0]
-    prediction_crop = unpad(resize_image(prediction, side), prepared.pad)
+    prediction_crop = unpad(resize_prediction(prediction, side, paste_back_kernel), prepared.pad)
     rows, cols = prepared.crop.slices()
     result = source.copy()
-    result[rows, cols] = paste_back(source[rows, cols], prediction_crop, mask[rows, cols])
+    result[rows, cols] = paste_back(source[rows, cols], prediction_crop, mask[rows, cols], paste_back_kernel)
     return result

@@ -30,6 +30,9 @@ from .models.unets import imitative_unet_input
 StepCallback = Callable[[int, int], None]
 
 
+GENERATOR_DEVICES = ("cpu", "device")
+
+
 @dataclass(frozen=True)
 class EditSettings:
     """How to run an edit; the defaults are the released ones (50 DDIM steps, guidance 5)."""
@@ -42,6 +45,28 @@ class EditSettings:
     num_samples: int = 1
     reference_cache: bool = False  # opt-in approximation: reference features from the first step only
     reference_steps_per_pass: int = 4  # >= 1; exact: timesteps batched per reference U-Net pass (memory grows with it)
+    paste_back: str = "released"   # imaging.PASTE_BACK_KERNELS: "released" or "lanczos" (sharper, rounds to nearest)
+    # "cpu": noise from a CPU generator, the same on every device; "device": from a generator on the
+    # pipeline's device in the model's dtypes, as the released code draws (its CUDA results need this).
+    generator_device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.paste_back not in imaging.PASTE_BACK_KERNELS:
+            raise ValueError(f"paste_back must be one of {imaging.PASTE_BACK_KERNELS}, not {self.paste_back!r}")
+        if self.generator_device not in GENERATOR_DEVICES:
+            raise ValueError(f"generator_device must be one of {GENERATOR_DEVICES}, not {self.generator_device!r}")
+
+
+@dataclass
+class EditNoise:
+    """The random draws of E edits × S samples. Each edit draws from its own generator seeded with the
+    seed, in the released order: reference VAE sample, initial latents of sample 0, masked-source VAE
+    sample; then the initial latents of samples 1..S-1. Sample 0 thus reproduces the released result
+    (which has one sample), whatever S and whichever other edits share the batch."""
+
+    reference: torch.Tensor        # (E, 4, h, w)
+    initial_latents: torch.Tensor  # (E·S, 4, h, w), rows grouped by edit
+    masked_source: torch.Tensor    # (E, 4, h, w)
 
 
 @dataclass
@@ -95,6 +120,13 @@ class MimicBrushPipeline(DiffusionPipeline):
     def has_depth_model(self) -> bool:
         return self.depth_estimator is not None
 
+    @property
+    def latent_dtype(self) -> torch.dtype:
+        """The denoising loop's precision. The released code keeps latents, guidance and the DDIM step in
+        the U-Net's fp16; bf16 has no released counterpart and too few mantissa bits for the DDIM update,
+        so it (and fp32) denoises float32 latents."""
+        return torch.float16 if self.imitative_unet.dtype == torch.float16 else torch.float32
+
     # ------------------------------------------------------------------ encoding
 
     def encode_latents(self, pixels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -123,19 +155,44 @@ class MimicBrushPipeline(DiffusionPipeline):
             depth = predict_depth(self.depth_estimator, depth_pixel_values.to(self.device, self.depth_estimator.dtype))
         return self.depth_guider(depth.to(self.depth_guider.dtype), pixel_size).float()
 
+    def draw_noise(self, num_edits: int, settings: EditSettings) -> EditNoise:
+        """Every random draw of an edit, in the released order (see `EditNoise`).
+
+        One draw is one (1, 4, h, w) tensor, the shape the released code draws (a VAE sample has the
+        shape of the latent mean), so a seed gives the released stream. With a "cpu" generator the draws
+        are float32 (a CPU generator draws the same values in fp16, rounded); with "device" they are made
+        where and in the dtype the released code makes them: on the pipeline's device, VAE samples in the
+        VAE's dtype, initial latents in the denoising dtype.
+        """
+        latent_size = self.resolution // self.vae_scale_factor
+        shape = (1, 4, latent_size, latent_size)
+        on_device = settings.generator_device == "device"
+        device = self.device if on_device else torch.device("cpu")
+        vae_dtype = self.vae.dtype if on_device else torch.float32
+        latent_dtype = self.latent_dtype if on_device else torch.float32
+
+        def draw(generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+            return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+
+        reference, initial_latents, masked_source = [], [], []
+        for _ in range(num_edits):
+            generator = torch.Generator(device).manual_seed(settings.seed)
+            reference.append(draw(generator, vae_dtype))
+            first_sample = draw(generator, latent_dtype)
+            masked_source.append(draw(generator, vae_dtype))
+            initial_latents += [first_sample] + [draw(generator, latent_dtype) for _ in range(settings.num_samples - 1)]
+        return EditNoise(reference=torch.cat(reference), initial_latents=torch.cat(initial_latents),
+                         masked_source=torch.cat(masked_source))
+
     def encode_edits(self, prepared: Sequence[imaging.PreparedEdit], keep_shape: bool,
-                     generators: Sequence[torch.Generator]) -> EncodedEdits:
+                     noise: EditNoise) -> EncodedEdits:
         resolution = self.resolution
         latent_size = resolution // self.vae_scale_factor
-        latent_shape = (4, latent_size, latent_size)
-        sources = np.stack([imaging.to_model_range(edit.source) for edit in prepared])
         masks = np.stack([edit.mask for edit in prepared])
-        masked_sources = np.stack([imaging.black_out_mask(source, mask) for source, mask in zip(sources, masks)])
-        references = np.stack([imaging.to_model_range(edit.reference) for edit in prepared])
-        # Noise for the two VAE samples of each edit comes from that edit's generator, so an edit gives
-        # the same result alone or in a batch.
-        masked_noise = torch.stack([torch.randn(latent_shape, generator=g) for g in generators])
-        reference_noise = torch.stack([torch.randn(latent_shape, generator=g) for g in generators])
+        # The released VAE input is a channels-last view of an (H, W, 3) array; the same layout gives
+        # the same convolution arithmetic.
+        to_pixels = lambda images: torch.from_numpy(  # noqa: E731
+            np.stack([imaging.to_model_range(image) for image in images])).contiguous(memory_format=torch.channels_last)
         mask_pixels = torch.from_numpy(masks[:, None].astype(np.float32))
         if keep_shape:
             depth_inputs = np.stack([prepare_depth_input(edit.source_square, self.config.depth_input_size)
@@ -144,11 +201,14 @@ class MimicBrushPipeline(DiffusionPipeline):
         else:
             size = self.config.depth_input_size
             depth_pixel_values = torch.zeros(len(prepared), 3, size, size)
+        reference_latents = self.encode_latents(to_pixels([edit.reference for edit in prepared]), noise.reference)
+        masked_source_latents = self.encode_latents(to_pixels([edit.masked_source for edit in prepared]),
+                                                    noise.masked_source)
         return EncodedEdits(
             mask_latents=F.interpolate(mask_pixels, size=(latent_size, latent_size), mode="nearest").to(self.device),
-            masked_source_latents=self.encode_latents(torch.from_numpy(masked_sources), masked_noise),
+            masked_source_latents=masked_source_latents,
             depth_latents=self.depth_latents(depth_pixel_values, resolution),
-            reference_latents=self.encode_latents(torch.from_numpy(references), reference_noise),
+            reference_latents=reference_latents,
             reference_tokens=self.reference_tokens(self.clip_pixel_values([edit.reference_square for edit in prepared])).float(),
             unconditional_tokens=self.unconditional_tokens().float(),
         )
@@ -199,20 +259,19 @@ class MimicBrushPipeline(DiffusionPipeline):
         self.bank.reference_index = reference_index
         dtype = self.imitative_unet.dtype
         model_input = imitative_unet_input(latents_in, condition[:, :1], condition[:, 1:5], condition[:, 5:9])
-        noise = self.imitative_unet(model_input.to(dtype), timestep, encoder_hidden_states=tokens.to(dtype)).sample.float()
+        # Guidance in the latents' dtype: fp16 arithmetic when the released code would do it in fp16.
+        noise = self.imitative_unet(model_input.to(dtype), timestep,
+                                    encoder_hidden_states=tokens.to(dtype)).sample.to(latents.dtype)
         if not use_cfg:
             return noise
         noise_uncond, noise_cond = noise.chunk(2)
         return noise_uncond + guidance * (noise_cond - noise_uncond)
 
     @torch.no_grad()
-    def denoise(self, encoded: EncodedEdits, settings: EditSettings, generators: Sequence[torch.Generator],
+    def denoise(self, encoded: EncodedEdits, settings: EditSettings, initial_latents: torch.Tensor,
                 callback: StepCallback | None = None) -> torch.Tensor:
-        """DDIM from pure noise (strength 1, eta 0). Returns (E·S, 4, h, w) clean latents."""
-        latent_size = self.resolution // self.vae_scale_factor
-        shape = (4, latent_size, latent_size)
-        latents = torch.stack([torch.randn(shape, generator=g) for g in generators
-                               for _ in range(settings.num_samples)]).to(self.device)
+        """DDIM from pure noise (strength 1, eta 0), in `latent_dtype`. Returns (E·S, 4, h, w) clean latents."""
+        latents = initial_latents.to(self.device, self.latent_dtype)
         self.scheduler.set_timesteps(settings.steps, device=self.device)
         latents = latents * self.scheduler.init_noise_sigma
         timesteps = self.scheduler.timesteps
@@ -239,7 +298,8 @@ class MimicBrushPipeline(DiffusionPipeline):
 
     def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
         pixels = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
-        return [imaging.from_model_range(image) for image in pixels.float().cpu().numpy()]
+        unit = (pixels / 2 + 0.5).clamp(0, 1)  # in the VAE's dtype, as the released postprocessing
+        return [imaging.from_unit_range(image) for image in unit.float().cpu().numpy()]
 
     # ------------------------------------------------------------------ the edit
 
@@ -254,12 +314,13 @@ class MimicBrushPipeline(DiffusionPipeline):
             raise ValueError("sources, references and masks must have the same length")
         prepared = [imaging.prepare_edit(source, reference, mask, self.resolution, settings.crop)
                     for source, reference, mask in zip(sources, references, masks)]
-        generators = [torch.Generator().manual_seed(settings.seed) for _ in prepared]
-        encoded = self.encode_edits(prepared, settings.keep_shape, generators)
-        latents = self.denoise(encoded, settings, generators, callback)
+        noise = self.draw_noise(len(prepared), settings)
+        encoded = self.encode_edits(prepared, settings.keep_shape, noise)
+        latents = self.denoise(encoded, settings, noise.initial_latents, callback)
         predictions = self.decode(latents)
         results = []
         for index, (source, mask, edit) in enumerate(zip(sources, masks, prepared)):
             samples = predictions[index * settings.num_samples:(index + 1) * settings.num_samples]
-            results.append([imaging.finish_edit(source, mask, edit, prediction) for prediction in samples])
+            results.append([imaging.finish_edit(source, mask, edit, prediction, settings.paste_back)
+                            for prediction in samples])
         return results

@@ -32,6 +32,21 @@ def test_edit_batch_and_samples_name_outputs(photo_files, tiny_model_dir, tmp_pa
     assert sorted(p.name for p in tmp_path.glob("r-*.png")) == ["r-00-00.png", "r-00-01.png", "r-01-00.png", "r-01-01.png"]
 
 
+def test_paste_back_and_generator_device_options(photo_files, tiny_model_dir, tmp_path):
+    common = [photo_files["source"], photo_files["reference"], photo_files["mask"], "--weights", tiny_model_dir,
+              "--steps", 1, "--no-crop"]
+    outputs = {}
+    for name, options in {"default": [], "lanczos": ["--paste-back", "lanczos"],
+                          "device": ["--generator-device", "device"]}.items():
+        outputs[name] = tmp_path / f"{name}.png"
+        result = run("edit", *common, "-o", outputs[name], *options)
+        assert result.exit_code == 0, result.output
+    images = {name: np.asarray(Image.open(path)) for name, path in outputs.items()}
+    assert not np.array_equal(images["lanczos"], images["default"])
+    np.testing.assert_array_equal(images["device"], images["default"])  # on the CPU the two draw the same noise
+    assert run("edit", *common, "--paste-back", "bicubic").exit_code == 2
+
+
 def test_random_tiny_model_runs_without_weights(photo_files, tmp_path):
     output = tmp_path / "noise.png"
     result = run("edit", photo_files["source"], photo_files["reference"], photo_files["mask"], "-o", output,

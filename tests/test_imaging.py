@@ -37,11 +37,38 @@ def test_pixels_outside_blurred_mask_equal_source_exactly():
     assert np.abs(result[inside].astype(int) - prediction[inside].astype(int)).max() <= 1
 
 
-def test_blend_alpha_spreads_ten_gaussian_passes():
+def test_lanczos_blend_alpha_spreads_ten_gaussian_passes_in_float():
+    mask = np.zeros((64, 64), bool)
+    mask[32, 32] = True
+    alpha = imaging.blend_alpha(mask, "lanczos")
+    assert alpha[32, 32] < 1 and (alpha > 0).sum() == 21 * 21  # 10 passes of a 3x3 kernel reach 10 pixels
+
+
+def test_released_blend_alpha_rounds_the_blur_tail_to_zero():
     mask = np.zeros((64, 64), bool)
     mask[32, 32] = True
     alpha = imaging.blend_alpha(mask)
-    assert alpha[32, 32] < 1 and (alpha > 0).sum() == 21 * 21  # 10 passes of a 3x3 kernel reach 10 pixels
+    assert alpha.dtype == np.float64 and (alpha > 0).sum() < 21 * 21  # each 8-bit pass rounds small values away
+    np.testing.assert_array_equal(np.rint(alpha * 255), alpha * 255)  # whole 8-bit levels
+
+
+def test_lanczos_paste_back_resizes_with_lanczos_and_rounds(photos):
+    source, reference, mask = photos
+    prepared = imaging.prepare_edit(source, reference, mask, 64, crop=False)
+    prediction = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    lanczos = imaging.finish_edit(source, mask, prepared, prediction, "lanczos")
+    side = prepared.source_square.shape[0]
+    resized = imaging.unpad(imaging.resize_image(prediction, side), prepared.pad)
+    alpha = imaging.blend_alpha(mask, "lanczos")[..., None]
+    expected = np.rint(resized * alpha + source * (1 - alpha))
+    inside = alpha[..., 0] > 0
+    assert np.abs(lanczos[inside] - expected[inside]).max() <= 1  # float32 blend vs float64 here
+    assert not np.array_equal(lanczos, imaging.finish_edit(source, mask, prepared, prediction))
+
+
+def test_unknown_paste_back_kernel_is_an_error():
+    with pytest.raises(ValueError, match="paste_back"):
+        imaging.blend_alpha(np.ones((4, 4), bool), "bicubic")
 
 
 def test_resize_mask_binarises_at_half():
@@ -72,7 +99,7 @@ def test_prepare_and_finish_edit_round_trip_geometry():
     mask = np.zeros(source.shape[:2], bool)
     mask[150:250, 300:420] = True
     prepared = imaging.prepare_edit(source, data.chelsea(), mask, resolution=64, crop=False)
-    assert prepared.source.shape == (64, 64, 3) and prepared.mask.shape == (64, 64)
+    assert prepared.masked_source.shape == (64, 64, 3) and prepared.mask.shape == (64, 64)
     assert prepared.reference.shape == (64, 64, 3)
     result = imaging.finish_edit(source, mask, prepared, np.zeros((64, 64, 3), np.uint8))
     assert result.shape == source.shape
@@ -80,11 +107,11 @@ def test_prepare_and_finish_edit_round_trip_geometry():
     np.testing.assert_array_equal(result[:100], source[:100])
 
 
-def test_black_out_mask_paints_minus_one():
-    pixels = imaging.to_model_range(np.full((4, 4, 3), 200, np.uint8))
+def test_black_out_mask_paints_black_which_the_model_sees_as_minus_one():
+    image = np.full((4, 4, 3), 200, np.uint8)
     mask = np.zeros((4, 4), bool)
     mask[0, 0] = True
-    masked = imaging.black_out_mask(pixels, mask)
+    masked = imaging.to_model_range(imaging.black_out_mask(image, mask))
     assert (masked[:, 0, 0] == -1).all() and np.allclose(masked[:, 1, 1], 200 / 127.5 - 1)
 
 

@@ -67,8 +67,8 @@ def test_imitative_input_channel_order(tiny_pipeline, photos):
     expected_mask = torch.nn.functional.interpolate(
         torch.from_numpy(prepared.mask[None, None].astype(np.float32)), size=latent_size, mode="nearest")
     torch.testing.assert_close(model_input[0, 4:5], expected_mask[0])
-    generator = torch.Generator().manual_seed(0)
-    encoded = tiny_pipeline.encode_edits([prepared], keep_shape=False, generators=[generator])
+    noise = tiny_pipeline.draw_noise(1, EditSettings(seed=0))
+    encoded = tiny_pipeline.encode_edits([prepared], keep_shape=False, noise=noise)
     torch.testing.assert_close(model_input[0, 5:9], encoded.masked_source_latents[0])
     torch.testing.assert_close(model_input[0, 9:13], encoded.depth_latents[0])
     torch.testing.assert_close(model_input[0], model_input[1])  # both CFG rows see the same condition

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..edit import EditJob, plan_output_paths, run_edits
-from ..pipeline import EditSettings
+from ..imaging import PASTE_BACK_KERNELS
+from ..pipeline import GENERATOR_DEVICES, EditSettings
 from ..speedups import SpeedOptions
 from .app import app, reports_user_errors
 
@@ -32,6 +33,10 @@ class DType(str, Enum):
     bf16 = "bf16"
 
 
+PasteBack = Enum("PasteBack", {kernel: kernel for kernel in PASTE_BACK_KERNELS}, type=str)
+GeneratorDevice = Enum("GeneratorDevice", {device: device for device in GENERATOR_DEVICES}, type=str)
+
+
 @app.command("edit")
 @reports_user_errors
 def edit_command(
@@ -48,6 +53,14 @@ def edit_command(
                                        "resolution and paste it into the full-resolution source (sharp small edits "
                                        "on large photos); --no-crop is the released behaviour.")] = EditSettings.crop,
     invert_mask: Annotated[bool, typer.Option("--invert-mask", help="Edit the black part of the mask instead.")] = False,
+    paste_back: Annotated[PasteBack, typer.Option("--paste-back", help="How the result goes back into the source: "
+                                                  "released (cv2 bilinear resize, 8-bit mask blur, truncation) or "
+                                                  "lanczos (Lanczos resize, float blur, rounding: sharper).")
+                          ] = PasteBack(EditSettings.paste_back),
+    generator_device: Annotated[GeneratorDevice, typer.Option("--generator-device", help="Where the noise is drawn: "
+                                                              "cpu (the same result on every device) or device (on the "
+                                                              "GPU, as the released code: reproduces its CUDA results).")
+                                ] = GeneratorDevice(EditSettings.generator_device),
     reference_cache: Annotated[bool, typer.Option("--reference-cache", help="Compute reference features once and "
                                                   "reuse them every step (faster, approximate).")] = EditSettings.reference_cache,
     weights: Annotated[Path | None, typer.Option(help="Local weights folder: our format or the released layout.")] = None,
@@ -69,7 +82,8 @@ def edit_command(
         raise typer.BadParameter("give SRC REF MASK triples", param_hint="INPUTS")
     jobs = [EditJob(*inputs[index:index + 3]) for index in range(0, len(inputs), 3)]
     settings = EditSettings(steps=steps, guidance=guidance, keep_shape=keep_shape, crop=crop, seed=seed,
-                            num_samples=num_samples, reference_cache=reference_cache)
+                            num_samples=num_samples, reference_cache=reference_cache, paste_back=paste_back.value,
+                            generator_device=generator_device.value)
     outputs = plan_output_paths(jobs, output, num_samples)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, transient=True) as progress:
