@@ -49,6 +49,8 @@ class EditSettings:
     # "cpu": noise from a CPU generator, the same on every device; "device": from a generator on the
     # pipeline's device in the model's dtypes, as the released code draws (its CUDA results need this).
     generator_device: str = "cpu"
+    reference_attention: bool = True  # False: the same weights with reference attention off (an ablation);
+                                      # the conditional rows keep the reference's CLIP tokens
 
     def __post_init__(self) -> None:
         if self.paste_back not in imaging.PASTE_BACK_KERNELS:
@@ -89,14 +91,22 @@ class MimicBrushPipeline(DiffusionPipeline):
                  image_encoder: CLIPVisionModelWithProjection, image_projection: ImageTokenProjection,
                  depth_guider: DepthGuider, scheduler: DDIMScheduler, feature_extractor: CLIPImageProcessor,
                  depth_estimator=None, reference_ratio: float = RELEASED_REFERENCE_RATIO,
-                 depth_input_size: int = 518) -> None:
+                 depth_input_size: int = 518, reference_positions: str = "none") -> None:
         super().__init__()
         self.register_modules(imitative_unet=imitative_unet, reference_unet=reference_unet, vae=vae,
                               image_encoder=image_encoder, image_projection=image_projection,
                               depth_guider=depth_guider, depth_estimator=depth_estimator, scheduler=scheduler,
                               feature_extractor=feature_extractor)
-        self.register_to_config(reference_ratio=reference_ratio, depth_input_size=depth_input_size)
-        self.bank: FeatureBank = attach_reference_attention(reference_unet, imitative_unet, ratio=reference_ratio)
+        # reference_positions: "none" (released) or "local" (models/reference_attention.py, for small models)
+        self.register_to_config(reference_ratio=reference_ratio, depth_input_size=depth_input_size,
+                                reference_positions=reference_positions)
+        self.bank: FeatureBank = attach_reference_attention(reference_unet, imitative_unet, ratio=reference_ratio,
+                                                            positions=reference_positions)
+
+    def set_reference_positions(self, positions: str) -> None:
+        """Turn the positional prior of the reference attention on ("local") or off ("none"); saved with the model."""
+        self.bank.positions = FeatureBank(0, positions=positions).positions  # validates the name
+        self.register_to_config(reference_positions=positions)
 
     # ------------------------------------------------------------------ properties
 
@@ -279,7 +289,9 @@ class MimicBrushPipeline(DiffusionPipeline):
         per_pass = settings.reference_steps_per_pass
         try:
             for step, timestep in enumerate(timesteps):
-                if settings.reference_cache:
+                if not settings.reference_attention:
+                    rows = torch.full_like(edits, -1)  # every row reads nothing: A_self only
+                elif settings.reference_cache:
                     if step == 0:
                         self.run_reference_pass(encoded, timesteps[:1])
                     rows = edits
@@ -300,6 +312,17 @@ class MimicBrushPipeline(DiffusionPipeline):
         pixels = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
         unit = (pixels / 2 + 0.5).clamp(0, 1)  # in the VAE's dtype, as the released postprocessing
         return [imaging.from_unit_range(image) for image in unit.float().cpu().numpy()]
+
+    @torch.no_grad()
+    def autoencode(self, source: np.ndarray, mask: np.ndarray, settings: EditSettings = EditSettings()) -> np.ndarray:
+        """The source through the VAE and back (latent mean), prepared and pasted back as an edit is: the
+        closest any edit by this model can come to the source, its reconstruction ceiling."""
+        edit = imaging.prepare_edit(source, source, mask, self.resolution, settings.crop)
+        square = imaging.resize_image(edit.source_square, self.resolution)
+        pixels = torch.from_numpy(imaging.to_model_range(square))[None].to(self.device, self.vae.dtype)
+        latents = self.vae.encode(pixels).latent_dist.mean.float() * self.vae.config.scaling_factor
+        [prediction] = self.decode(latents)
+        return imaging.finish_edit(source, mask, edit, prediction, settings.paste_back)
 
     # ------------------------------------------------------------------ the edit
 

@@ -106,3 +106,23 @@ def test_reference_cache_reuses_first_step_features(tiny_pipeline, photos):
     with captured_inputs(tiny_pipeline.reference_unet) as calls:
         tiny_pipeline(source, reference, mask, EditSettings(steps=3, reference_cache=True))
     assert len(calls) == 1
+
+
+def test_reference_attention_off_never_runs_the_reference_unet_and_changes_the_result(tiny_pipeline, photos):
+    source, reference, mask = photos
+    with captured_inputs(tiny_pipeline.reference_unet) as calls:
+        off = tiny_pipeline(source, reference, mask, EditSettings(steps=2, reference_attention=False))[0][0]
+    assert calls == []
+    on = tiny_pipeline(source, reference, mask, EditSettings(steps=2))[0][0]
+    assert not np.array_equal(on[mask], off[mask])
+
+
+def test_autoencode_changes_only_the_masked_area(tiny_pipeline, photos):
+    source, _, mask = photos
+    result = tiny_pipeline.autoencode(source, mask)
+    assert result.shape == source.shape
+    rows, cols = np.nonzero(mask)
+    outside = np.ones(mask.shape, bool)
+    outside[rows.min() - 12:rows.max() + 12, cols.min() - 12:cols.max() + 12] = False
+    np.testing.assert_array_equal(result[outside], source[outside])
+    assert not np.array_equal(result[mask], source[mask])

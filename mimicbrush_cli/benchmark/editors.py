@@ -8,7 +8,7 @@ CLI drives it with `make_pipeline_editor`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,15 +34,21 @@ class PipelineOptions:
     guidance: float = 5.0
     crop: bool = True
     reference_cache: bool = False
+    reference_attention: bool = True  # False: the same weights with reference attention off (an ablation)
 
 
 class PipelineEditor:
     """An `Editor` running `MimicBrushPipeline`; the model loads on the first edit, so a benchmark
     whose samples are all finished, or whose metric networks are missing, never loads it."""
 
-    def __init__(self, options: PipelineOptions) -> None:
+    def __init__(self, options: PipelineOptions, shares_with: PipelineEditor | None = None) -> None:
         self.options = options
         self._pipeline = None
+        self._shares_with = shares_with
+
+    def with_reference_attention_off(self) -> PipelineEditor:
+        """The same model (loaded once, shared) with its reference attention switched off."""
+        return PipelineEditor(replace(self.options, reference_attention=False), shares_with=self)
 
     @property
     def record(self) -> dict[str, Any]:
@@ -51,6 +57,8 @@ class PipelineEditor:
 
     @property
     def pipeline(self):
+        if self._shares_with is not None:
+            return self._shares_with.pipeline
         if self._pipeline is None:
             from ..loading import load_pipeline
 
@@ -58,6 +66,12 @@ class PipelineEditor:
             self._pipeline = load_pipeline(weights=Path(options.weights) if options.weights else None,
                                            model=options.model, device=options.device, dtype=options.dtype)
         return self._pipeline
+
+    def autoencode(self, source: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The source through the model's VAE and back, pasted as an edit: this model's ceiling."""
+        from ..pipeline import EditSettings
+
+        return self.pipeline.autoencode(source, mask, EditSettings(crop=self.options.crop))
 
     def __call__(self, source: np.ndarray, reference: np.ndarray, mask: np.ndarray, *,
                  keep_shape: bool, seed: int) -> np.ndarray:
@@ -69,7 +83,8 @@ class PipelineEditor:
                                   "model has none; use the released weights (--model released or --weights DIR)")
         options = self.options
         settings = EditSettings(steps=options.steps, guidance=options.guidance, keep_shape=keep_shape, crop=options.crop,
-                                seed=seed, num_samples=1, reference_cache=options.reference_cache)
+                                seed=seed, num_samples=1, reference_cache=options.reference_cache,
+                                reference_attention=options.reference_attention)
         return pipeline(source, reference, mask, settings)[0][0]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -71,3 +72,28 @@ def cosine_score(first: np.ndarray, second: np.ndarray) -> float:
     """Cosine similarity of two embedding vectors ×100, the scale of DINO-I, CLIP-I and CLIP-T."""
     first, second = np.asarray(first, np.float64).ravel(), np.asarray(second, np.float64).ravel()
     return float(100.0 * first @ second / (np.linalg.norm(first) * np.linalg.norm(second)))
+
+
+def masked_edge_correlation(first: np.ndarray, second: np.ndarray, mask: np.ndarray, margin: int = 0) -> float:
+    """Pearson correlation of the two images' gradient magnitudes over the mask shrunk by `margin` pixels.
+
+    A structure score that a flat fill cannot win: a constant region has no gradient and scores 0, and so
+    does texture in the wrong place; structure where the other image has it scores up to 1, blurred or not
+    (correlation ignores contrast). `margin` keeps out the band where a paste-back blends the result with
+    the source itself. Returns 0 when either side is flat or the shrunk mask is empty.
+    """
+    _check_pair(first, second)
+    inside = mask
+    if margin:
+        inside = cv2.erode(mask.astype(np.uint8), np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)) > 0
+    if inside.sum() < 2:
+        return 0.0
+    magnitudes = []
+    for image in (first, second):
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        gradient_x, gradient_y = cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)
+        magnitudes.append(np.hypot(gradient_x, gradient_y)[inside].astype(np.float64))
+    a, b = magnitudes
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])

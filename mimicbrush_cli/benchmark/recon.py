@@ -1,9 +1,25 @@
-"""Self-supervised check on held-out video pairs: does an edit imitate *its* reference?
+"""Self-supervised check on held-out video pairs: does an edit imitate *its* reference, and does it
+take from the reference more than a trivial editor could?
 
-Each pair (id, source frame, reference frame from the same video) is edited twice: with its true
-reference and with a mismatched one, the reference of another pair. The masked region's PSNR and
-SSIM against the untouched source are reported for both; their difference, the *reference gain*,
-is positive when the model takes the masked content from the reference rather than inventing it.
+Each pair (id, source frame, reference frame from the same video) gets a box mask over the source. In
+one run, on the same pairs and masks, these editors repaint it:
+
+- `model`: the model under test, with the pair's own reference;
+- `attention_off`: the same weights with reference attention switched off (CLIP tokens still the
+  reference's): what the model does without its mechanism;
+- `mean_fill`: the reference's mean colour (`baselines.py`): global colour, nothing else;
+- `homography`: the reference warped into the source's frame by a SIFT + RANSAC homography fitted
+  outside the mask (`baselines.py`): classical imitation, the target on camera motion;
+- `model_mismatched`: the model with another pair's reference;
+- `autoencoder` (optional): no edit at all, the source through the model's VAE and back: the ceiling
+  that no edit by this model can pass.
+
+Scores inside the mask against the untouched source: PSNR, SSIM, and `edge`, the correlation of gradient
+magnitudes (`metrics.masked_edge_correlation`) over the mask minus the paste-back's blend band, a
+structure score a flat fill cannot win (it scores 0). Per pair, per video and overall, three differences
+(mean, median and how many pairs are positive): `attention_gain` = model − attention off (does the
+mechanism help?), `fill_margin` = model − mean fill (more than colour?) and `reference_gain` = model −
+model with a mismatched reference (does the result depend on the reference?).
 
 Mask: a box whose sides are `box_fraction` of the image's (0.5 → a quarter of the area), centred
 and then moved by up to `jitter` of the image size in each direction by a generator seeded with
@@ -19,9 +35,10 @@ check is meant for a held-out set of a few hundred pairs.
 
 from __future__ import annotations
 
+import re
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,14 +47,22 @@ import numpy as np
 
 from ..errors import MimicBrushError
 from ..outputs import save_image_atomically, write_bytes_atomically
+from .baselines import BLEND_MARGIN, homography_fill, mean_fill
 from .editors import Editor
-from .metrics import masked_psnr, masked_ssim
-from .report import grid_image, json_scores, mean_scores, recon_markdown, write_json
+from .metrics import masked_edge_correlation, masked_psnr, masked_ssim
+from .report import grid_image, json_scores, recon_markdown, summarise, write_json
 from .runner import ProgressCallback, SampleStore, check_result, claim_output_dir, safe_name
 from .samples import fit_long_side
 
-VideoPair = tuple[str, np.ndarray, np.ndarray]  # (pair id, source uint8 HxWx3, reference uint8 hxwx3)
-RECON_METRICS = ("psnr_true", "psnr_mismatched", "psnr_gain", "ssim_true", "ssim_mismatched", "ssim_gain")
+# (pair id, source uint8 HxWx3, reference uint8 hxwx3[, video name]); without a video name, the id up to
+# its last '/' or '_' names the video.
+VideoPair = tuple
+METRICS = ("psnr", "ssim", "edge")
+EDITORS = ("model", "attention_off", "mean_fill", "homography", "model_mismatched", "autoencoder")
+# comparison name -> (editor, editor it is compared with)
+OVERVIEW_VIDEOS = 6
+COMPARISONS = {"attention_gain": ("model", "attention_off"), "fill_margin": ("model", "mean_fill"),
+               "reference_gain": ("model", "model_mismatched"), "homography_margin": ("model", "homography")}
 
 
 @dataclass(frozen=True)
@@ -51,11 +76,17 @@ class ReconSettings:
 @dataclass
 class ReconResults:
     samples: dict[str, dict[str, Any]]
-    means: dict[str, Any]
+    summary: dict[str, Any]           # see `summarise_recon`
     edited: int
     resumed: int
     output_dir: Path
     files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def means(self) -> dict[str, float | None]:
+        """Flat overall means, `<editor or comparison>.<metric>`."""
+        return {f"{name}.{metric}": stats["mean"] for name, metrics in self.summary["overall"].items()
+                for metric, stats in metrics.items()}
 
 
 def recon_mask(shape: tuple[int, int], pair_id: str, seed: int = ReconSettings.seed,
@@ -82,62 +113,128 @@ def mismatched_indices(count: int) -> list[int]:
     return [(index + count // 2) % count for index in range(count)]
 
 
-def _difference(first: float, second: float) -> float | None:
-    return first - second if np.isfinite(first) and np.isfinite(second) else None
+def video_of(pair: Sequence[Any]) -> str:
+    return str(pair[3]) if len(pair) > 3 else re.split(r"[/_](?=[^/_]*$)", str(pair[0]))[0]
+
+
+def score_edit(result: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    return {"psnr": masked_psnr(result, truth, mask), "ssim": masked_ssim(result, truth, mask),
+            "edge": masked_edge_correlation(result, truth, mask, margin=BLEND_MARGIN)}
+
+
+def _differences(scores: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float | None]]:
+    differences: dict[str, dict[str, float | None]] = {}
+    for name, (first, second) in COMPARISONS.items():
+        if first in scores and second in scores:
+            differences[name] = {}
+            for metric in METRICS:
+                a, b = scores[first].get(metric), scores[second].get(metric)
+                differences[name][metric] = a - b if a is not None and b is not None else None
+    return differences
+
+
+def summarise_recon(samples: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Statistics (mean, median, count, positive) of every editor's scores and every comparison,
+    overall and per video."""
+    def table(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        names = [name for name in (*EDITORS, *COMPARISONS) if any(name in record["scores"] for record in records)]
+        return {name: {metric: summarise([record["scores"][name].get(metric) for record in records
+                                          if name in record["scores"]]) for metric in METRICS} for name in names}
+
+    by_video: dict[str, list[Mapping[str, Any]]] = {}
+    for record in samples.values():
+        by_video.setdefault(record["video"], []).append(record)
+    return {"overall": table(list(samples.values())),
+            "videos": {video: table(records) for video, records in sorted(by_video.items())}}
 
 
 def run_recon(pairs: Iterable[VideoPair], output_dir: str | Path, editor: Editor,
               settings: ReconSettings = ReconSettings(), editor_info: Mapping[str, Any] | None = None,
-              progress: ProgressCallback | None = None) -> ReconResults:
-    """Edit every pair with its true and a mismatched reference; write per-pair records and reports."""
+              progress: ProgressCallback | None = None, attention_off: Editor | None = None,
+              autoencoder: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> ReconResults:
+    """Edit every pair with every editor of the module docstring; write per-pair records and reports.
+
+    `attention_off` is the model with its reference attention switched off, `autoencoder(source, mask)`
+    the model's VAE round trip; either omitted, its rows are left out."""
     output_dir = Path(output_dir)
-    pairs = [(str(pair_id), fit_long_side(source, settings.long_side, False),
-              fit_long_side(reference, settings.long_side, False)) for pair_id, source, reference in pairs]
-    ids = [pair_id for pair_id, _, _ in pairs]
+    pairs = [(str(pair[0]), fit_long_side(pair[1], settings.long_side, False),
+              fit_long_side(pair[2], settings.long_side, False), video_of(pair)) for pair in pairs]
+    ids = [pair_id for pair_id, *_ in pairs]
     if len(set(ids)) != len(ids) or len({safe_name(pair_id) for pair_id in ids}) != len(ids):
         raise MimicBrushError("pair ids must be unique (also after replacing characters other than letters, digits, . _ -)")
     borrowed = mismatched_indices(len(pairs))
-    claim_output_dir(output_dir, {"recon": asdict(settings), "editor": dict(editor_info or {})})
+    optional = {"attention_off": attention_off, "autoencoder": autoencoder}
+    claim_output_dir(output_dir, {"recon": asdict(settings), "editor": dict(editor_info or {}),
+                                  "editors": [name for name in EDITORS if optional.get(name, True) is not None]})
     store = SampleStore(output_dir)
+    editors: dict[str, Callable[..., np.ndarray]] = {"model": editor}
+    if attention_off is not None:
+        editors["attention_off"] = attention_off
+    editors.update(mean_fill=mean_fill, homography=homography_fill)
     edited = 0
-    for index, (pair_id, source, reference) in enumerate(pairs):
+    for index, (pair_id, source, reference, video) in enumerate(pairs):
         if not store.done(pair_id):
             mask = recon_mask(source.shape[:2], pair_id, settings.seed, settings.box_fraction, settings.jitter)
-            other_id, _, other_reference = pairs[borrowed[index]]
+            other_id, _, other_reference, _ = pairs[borrowed[index]]
             started = time.perf_counter()
-            results = [check_result(editor(source, candidate, mask, keep_shape=False, seed=settings.seed), source)
-                       for candidate in (reference, other_reference)]
+            results = {name: check_result(edit(source, reference, mask, keep_shape=False, seed=settings.seed), source)
+                       for name, edit in editors.items()}
+            results["model_mismatched"] = check_result(
+                editor(source, other_reference, mask, keep_shape=False, seed=settings.seed), source)
+            if autoencoder is not None:
+                results["autoencoder"] = check_result(autoencoder(source, mask), source)
             seconds = time.perf_counter() - started
-            scores: dict[str, float | None] = {}
-            for metric, function in (("psnr", masked_psnr), ("ssim", masked_ssim)):
-                true, mismatched = (function(result, source, mask) for result in results)
-                scores.update({f"{metric}_true": true, f"{metric}_mismatched": mismatched,
-                               f"{metric}_gain": _difference(true, mismatched)})
-            save_image_atomically(results[0], store.image_path(pair_id, "result"))
-            save_image_atomically(results[1], store.image_path(pair_id, "mismatched"))
+            scores: dict[str, Any] = {name: json_scores(score_edit(result, source, mask)) for name, result in results.items()}
+            scores.update(_differences(scores))
+            for name in ("model", "model_mismatched"):
+                save_image_atomically(results[name], store.image_path(pair_id, name))
             grid_path = output_dir / "grids" / f"{safe_name(pair_id)}.png"
-            save_image_atomically(grid_image([
-                ("source", source), ("mask", mask), ("reference", reference), ("result", results[0]),
-                ("mismatched ref.", other_reference), ("result (mismatched)", results[1])]), grid_path)
-            store.save(pair_id, {"id": pair_id, "mismatched_with": other_id, "scores": json_scores(scores),
+            labels = {"model": "model", "attention_off": "attention off", "mean_fill": "mean fill",
+                      "homography": "homography", "autoencoder": "VAE only (ceiling)",
+                      "model_mismatched": "model, mismatched ref."}
+            save_image_atomically(grid_image(
+                [("source (truth)", source), ("mask", mask), ("reference", reference)]
+                + [(labels[name], results[name]) for name in labels if name in results and name != "model_mismatched"]
+                + [("mismatched ref.", other_reference), (labels["model_mismatched"], results["model_mismatched"])]),
+                grid_path)
+            store.save(pair_id, {"id": pair_id, "video": video, "mismatched_with": other_id, "scores": scores,
                                  "edit_seconds": round(seconds, 3), "size": list(source.shape[:2]),
                                  "grid": str(grid_path.relative_to(output_dir))})
             edited += 1
         if progress is not None:
             progress(index + 1, len(pairs), pair_id)
     samples = {pair_id: store.load(pair_id) for pair_id in ids}
-    means = mean_scores((record["scores"] for record in samples.values()), RECON_METRICS)
+    summary = summarise_recon(samples)
+    overview_path = output_dir / "overview.jpg"
+    save_image_atomically(overview(output_dir, samples), overview_path)
     results_path, markdown_path = output_dir / "results.json", output_dir / "results.md"
+    info = {**asdict(settings), **dict(editor_info or {})}
     write_json(results_path, {"task": "recon", "settings": asdict(settings), "editor": dict(editor_info or {}),
-                              "count": len(samples), "means": means, "samples": samples})
-    write_bytes_atomically(markdown_path, recon_markdown(means, len(samples), {**asdict(settings),
-                                                                                **dict(editor_info or {})}).encode())
-    return ReconResults(samples=samples, means=means, edited=edited, resumed=len(samples) - edited,
-                        output_dir=output_dir, files={"results": results_path, "markdown": markdown_path})
+                              "count": len(samples), "summary": summary, "samples": samples})
+    write_bytes_atomically(markdown_path, recon_markdown(summary, len(samples), info).encode())
+    return ReconResults(samples=samples, summary=summary, edited=edited, resumed=len(samples) - edited,
+                        output_dir=output_dir,
+                        files={"results": results_path, "markdown": markdown_path, "overview": overview_path})
+
+
+def overview(output_dir: Path, samples: Mapping[str, Mapping[str, Any]], videos: int = OVERVIEW_VIDEOS) -> np.ndarray:
+    """The grids of the first pair of up to `videos` videos, at half size, stacked: every editor on several
+    scenes in one picture."""
+    from PIL import Image
+
+    first_of_video: dict[str, str] = {}
+    for record in samples.values():
+        first_of_video.setdefault(record["video"], record["grid"])
+    rows = []
+    for grid in list(first_of_video.values())[:videos]:
+        image = Image.open(output_dir / grid).convert("RGB")
+        rows.append(np.asarray(image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS)))
+    width = max(row.shape[1] for row in rows)
+    return np.concatenate([np.pad(row, ((0, 4), (0, width - row.shape[1]), (0, 0)), constant_values=255) for row in rows])
 
 
 def load_video_pairs(prepared_dirs: Iterable[str | Path]) -> Iterator[VideoPair]:
-    """The video pairs of folders written by `mimicbrush prepare`, as (sample key, source, reference)."""
+    """The video pairs of folders written by `mimicbrush prepare`, as (sample key, source, reference, video)."""
     from ..data.shards import decode_image, iter_samples, read_member
 
     for folder in map(Path, prepared_dirs):
@@ -146,4 +243,4 @@ def load_video_pairs(prepared_dirs: Iterable[str | Path]) -> Iterator[VideoPair]
         for tar, record in iter_samples(folder, kind="video"):
             members = record["members"]
             yield (record["key"], decode_image(read_member(tar, members["source.jpg"])),
-                   decode_image(read_member(tar, members["reference.jpg"])))
+                   decode_image(read_member(tar, members["reference.jpg"])), str(record.get("input", record["key"])))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..benchmark.backbones import MetricModels
 from ..benchmark.editors import PipelineOptions, make_pipeline_editor
 from ..benchmark.recon import ReconSettings, load_video_pairs, run_recon
-from ..benchmark.report import PAPER_ROWS, SPLIT_TITLES, TASK_TITLES, results_table
+from ..benchmark.report import PAPER_ROWS, RECON_DIFFERENCES, RECON_ROWS, SPLIT_TITLES, TASK_TITLES, results_table
 from ..benchmark.runner import BenchmarkSettings, run_benchmark
 from .app import app, reports_user_errors
 from .edit import Device, DType
@@ -47,9 +49,18 @@ MetricsModels = Annotated[Path | None, typer.Option("--metrics-models", help="Fo
                                                    "from the Hugging Face cache or Hub, LPIPS from the torch hub cache).")]
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console, transient=True)
+@contextmanager
+def _progress(description: str) -> Iterator[Callable[[int, int, str], None]]:
+    """A progress callback (done, total, sample id): a bar on a terminal, a line per sample otherwise (a log
+    file or a pipe would see nothing from a bar until the end)."""
+    if not console.is_terminal:
+        yield lambda done, total, sample_id: console.print(f"{description} {done}/{total} {sample_id}",
+                                                           highlight=False, soft_wrap=True)
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as progress:
+        bar = progress.add_task(description, total=None)
+        yield lambda done, total, sample_id: progress.update(bar, completed=done, total=total)
 
 
 def _run_task(task: str, data_dir: Path, split: Split, output: Path | None, seed: int, long_side: int,
@@ -62,10 +73,9 @@ def _run_task(task: str, data_dir: Path, split: Split, output: Path | None, seed
     sources = (MetricModels.from_folder(metrics_models, device=device.value) if metrics_models
                else MetricModels(device=device.value))
     output = output or Path("benchmark_results") / f"{task}-{split.value}"
-    with _progress() as progress:
-        bar = progress.add_task(f"{task} {split.value}", total=None)
+    with _progress(f"{task} {split.value}") as report:
         results = run_benchmark(data_dir, output, settings, editor, metric_models=sources, editor_info=editor.record,
-                                progress=lambda done, total, sample_id: progress.update(bar, completed=done, total=total))
+                                progress=report)
     rows = [(f"{name} (paper)", values) for name, values in PAPER_ROWS[task]]
     rows.append((f"this run ({len(results.samples)} samples)", results.means))
     Console().print(results_table(f"{TASK_TITLES[task]}, {SPLIT_TITLES[split.value]}", rows))
@@ -109,19 +119,20 @@ def recon_command(
     guidance: Guidance = PipelineOptions.guidance, crop: Crop = PipelineOptions.crop,
     device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto,
 ) -> None:
-    """Mask each held-out source and edit it with its true and with a mismatched reference: the reference gain."""
+    """Mask each held-out source and repaint it with the model, the model without reference attention, a
+    mean-colour fill, a homography warp and the model with a mismatched reference; compare them."""
     settings = ReconSettings(seed=seed, box_fraction=box_fraction, long_side=long_side)
     editor = make_pipeline_editor(weights=weights, model=model, device=device.value,
                                   dtype=None if dtype is DType.auto else dtype.value, steps=steps, guidance=guidance,
                                   crop=crop)
     output = output or Path("benchmark_results") / "recon"
-    with _progress() as progress:
-        bar = progress.add_task("recon", total=None)
+    with _progress("recon") as report:
         results = run_recon(load_video_pairs(shards), output, editor, settings, editor_info=editor.record,
-                            progress=lambda done, total, pair_id: progress.update(bar, completed=done, total=total))
-    columns = [("psnr", "masked PSNR ↑", 2), ("ssim", "masked SSIM ↑", 3)]
-    rows = [(kind, {"psnr": results.means.get(f"psnr_{key}"), "ssim": results.means.get(f"ssim_{key}")})
-            for kind, key in (("true reference", "true"), ("mismatched reference", "mismatched"),
-                              ("reference gain", "gain"))]
+                            progress=report, attention_off=editor.with_reference_attention_off(),
+                            autoencoder=editor.autoencode)
+    overall = results.summary["overall"]
+    columns = [("psnr", "masked PSNR ↑", 2), ("ssim", "masked SSIM ↑", 3), ("edge", "edge ↑", 3)]
+    rows = [(title, {metric: overall[name][metric]["mean"] for metric in ("psnr", "ssim", "edge")})
+            for name, title in RECON_ROWS + RECON_DIFFERENCES if name in overall]
     Console().print(results_table(f"reference reconstruction ({len(results.samples)} pairs)", rows, columns))
-    console.print(f"[green]wrote[/] {results.files['results']} and {results.files['markdown']}")
+    console.print(f"[green]wrote[/] {results.files['results']}, {results.files['markdown']} and {results.files['overview']}")

@@ -4,7 +4,7 @@
   OpenCLIP ViT-H/14, Depth Anything v1 ViT-B/14) at 512 px. Used for speed and memory benchmarks
   and as the skeleton that released weights load into.
 - `tiny`: the same architecture shrunk so a whole edit runs in well under a second on a CPU (tests).
-- `demo`: small enough to train on a CPU in about an hour, big enough to learn to copy a reference.
+- `demo`: the architecture of the bundled demo model, small enough to train on a CPU in about an hour.
 """
 
 from __future__ import annotations
@@ -61,11 +61,15 @@ class ModelSize:
     name: str
     resolution: int                    # working size in pixels (square)
     unet: dict[str, Any]               # UNet2DConditionModel kwargs shared by both U-Nets
-    vae: dict[str, Any]                # AutoencoderKL kwargs (always 8x downsampling)
+    vae: dict[str, Any]                # AutoencoderKL kwargs (downsampling 2 ** (levels - 1))
     image_encoder: dict[str, Any]      # CLIPVisionConfig kwargs
     depth: str                         # "vitb14" | "tiny" | "none" (a model folder without depth model)
     depth_guider: dict[str, Any] = field(default_factory=dict)
     depth_input_size: int = 518
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae["block_out_channels"]) - 1)
 
     @property
     def clip_image_size(self) -> int:
@@ -150,10 +154,10 @@ def build_depth_models(size: ModelSize):
 def at_resolution(size: ModelSize, resolution: int) -> ModelSize:
     """The same size working at another square resolution (the U-Nets' latent `sample_size` changes)."""
     # Every U-Net down block but the last halves the latent, so the latent side must divide evenly.
-    multiple = 8 * 2 ** (len(size.unet["block_out_channels"]) - 1)
+    multiple = size.vae_scale_factor * 2 ** (len(size.unet["block_out_channels"]) - 1)
     if resolution <= 0 or resolution % multiple:
         raise MimicBrushError(f"resolution {resolution} is not a positive multiple of {multiple} for size {size.name!r}")
-    return replace(size, resolution=resolution, unet={**size.unet, "sample_size": resolution // 8})
+    return replace(size, resolution=resolution, unet={**size.unet, "sample_size": resolution // size.vae_scale_factor})
 
 
 def build_random_pipeline(size_name: str = "tiny", seed: int = 0, resolution: int | None = None):

@@ -47,7 +47,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # ---------------------------------------------------------------------------------------- guider
 class DepthGuider(ModelMixin, ConfigMixin):
-    """Depth map -> depth latent: a ControlNet-style conditioning embedding, 8x downsampling.
+    """Depth map -> depth latent: a ControlNet-style conditioning embedding, halving per width step.
 
     conv_in(1 -> c0) SiLU, then per width step i: Conv(ci -> ci) SiLU, Conv(ci -> ci+1, stride 2) SiLU,
     then conv_out(c_last -> 4); all 3x3, padding 1. Released widths (16, 32, 64, 128) give exactly
@@ -73,14 +73,14 @@ class DepthGuider(ModelMixin, ConfigMixin):
         self.conv_out = nn.Conv2d(block_channels[-1], latent_channels, kernel_size=3, padding=1)
 
     def forward(self, depth: torch.Tensor, pixel_size: int | tuple[int, int] = 512) -> torch.Tensor:
-        """(B, 1, h, w) depth at any size -> (B, 4, H/8, W/8) for the working pixel size (H, W)."""
+        """(B, 1, h, w) depth at any size -> (B, 4, H/f, W/f) for the working pixel size (H, W); f = 8 released."""
         size = (pixel_size, pixel_size) if isinstance(pixel_size, int) else tuple(pixel_size)
         # align_corners=True is the released resize; the released weights were trained with it.
         hidden = F.interpolate(depth, size=size, mode="bilinear", align_corners=True)  # (B, 1, H, W)
         hidden = F.silu(self.conv_in(hidden))
         for block in self.blocks:
             hidden = F.silu(block(hidden))
-        return self.conv_out(hidden)  # (B, 4, H/8, W/8)
+        return self.conv_out(hidden)  # (B, 4, H/f, W/f)
 
 
 # ----------------------------------------------------------------------------- Depth Anything

@@ -15,9 +15,20 @@ patched). In every `BasicTransformerBlock` of the mid and up blocks:
 
 Writers and readers are paired in order after a stable sort by feature width, descending, with the
 mid block listed before the up blocks, exactly as the released code pairs them.
+
+Positions (`positions="local"`, off in the released model): every self-attention score of a reader
+block, to its own keys and to the reference's, gets the additive prior −|offset|²/(2·0.1²), offset = the
+distance between the query's and the key's places in their images, in image sides. SD-1.5's deep U-Nets
+know where a token is from their convolutions' padding; a small U-Net trained from nothing does not, and
+then every token of a blacked-out region asks the same question and receives the same average of the
+reference: a flat patch. Measured on a copy task only the reference can solve (tests/training/
+test_learning.py, 600 steps): without positions the attention stays unused; with this prior the model
+starts to copy from the reference place that matches its own.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +37,8 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import nn
 
 RELEASED_REFERENCE_RATIO = 0.5
+POSITION_ENCODINGS = ("none", "local")
+LOCALITY_WIDTH = 0.1  # "local": std of the Gaussian prior on the query-to-key offset, in image sides
 
 
 class FeatureBank:
@@ -37,11 +50,14 @@ class FeatureBank:
     running the reference U-Net for them.
     """
 
-    def __init__(self, num_slots: int, ratio: float = RELEASED_REFERENCE_RATIO) -> None:
+    def __init__(self, num_slots: int, ratio: float = RELEASED_REFERENCE_RATIO, positions: str = "none") -> None:
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"reference attention ratio must be in [0, 1], got {ratio}")
+        if positions not in POSITION_ENCODINGS:
+            raise ValueError(f"reference attention positions must be one of {POSITION_ENCODINGS}, got {positions!r}")
         self.num_slots = num_slots
         self.ratio = ratio
+        self.positions = positions
         self.features: list[torch.Tensor | None] = [None] * num_slots
         self.reference_index: torch.Tensor | None = None  # (B_imitative,) long
         self.writing_enabled = True
@@ -72,6 +88,20 @@ def _split_heads(tensor: torch.Tensor, heads: int) -> torch.Tensor:
 def _merge_heads(tensor: torch.Tensor) -> torch.Tensor:
     batch, heads, tokens, head_dim = tensor.shape
     return tensor.transpose(1, 2).reshape(batch, tokens, heads * head_dim)
+
+
+def locality_bias(query_tokens: int, key_tokens: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(N, N_r) additive attention bias −|offset|² / (2·LOCALITY_WIDTH²): a prior for the reference key at the
+    query's own place in the image (both square grids; offsets in fractions of the image side)."""
+    def centres(tokens: int) -> torch.Tensor:
+        side = math.isqrt(tokens)
+        if side * side != tokens:
+            raise ValueError(f"a locality prior needs a square token grid, got {tokens} tokens")
+        line = (torch.arange(side, device=device, dtype=torch.float32) + 0.5) / side
+        return torch.stack(torch.meshgrid(line, line, indexing="ij"), dim=-1).reshape(-1, 2)  # (N, 2)
+
+    squared = torch.cdist(centres(query_tokens), centres(key_tokens)) ** 2
+    return (-squared / (2 * LOCALITY_WIDTH ** 2)).to(dtype)
 
 
 class ReferenceWriterProcessor:
@@ -112,15 +142,24 @@ class ReferenceReaderProcessor:
         query = _split_heads(attn.to_q(hidden_states_h), attn.heads)
         key = _split_heads(attn.to_k(hidden_states_h), attn.heads)
         value = _split_heads(attn.to_v(hidden_states_h), attn.heads)
-        attended = F.scaled_dot_product_attention(query, key, value, scale=attn.scale)  # A_self, (B, heads, N, d)
+        local = self.bank.positions == "local"
+        tokens = query.shape[2]
+        self_bias = locality_bias(tokens, tokens, query.device, query.dtype) if local else None  # (N, N)
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=self_bias, scale=attn.scale)  # A_self, (B, heads, N, d)
 
         reference_index = self.bank.reference_index
         if reference_index is not None and bool((reference_index >= 0).any()):
             rows = torch.nonzero(reference_index >= 0).squeeze(1)  # (R,)
             reference = self.bank.read(self.slot)[reference_index[rows]].to(hidden_states_h.dtype)  # (R, N_r, C)
-            key_ref = torch.cat([key[rows], _split_heads(attn.to_k(reference), attn.heads)], dim=2)  # (R, heads, N+N_r, d)
+            key_r = _split_heads(attn.to_k(reference), attn.heads)  # (R, heads, N_r, d)
+            key_ref = torch.cat([key[rows], key_r], dim=2)  # (R, heads, N+N_r, d)
             value_ref = torch.cat([value[rows], _split_heads(attn.to_v(reference), attn.heads)], dim=2)
-            with_reference = F.scaled_dot_product_attention(query[rows], key_ref, value_ref, scale=attn.scale)
+            bias = None
+            if local:
+                bias = torch.cat([self_bias, locality_bias(tokens, key_r.shape[2], query.device, query.dtype)],
+                                 dim=1)  # (N, N+N_r)
+            with_reference = F.scaled_dot_product_attention(query[rows], key_ref, value_ref, attn_mask=bias,
+                                                            scale=attn.scale)
             ratio = self.bank.ratio
             blended = with_reference if ratio == 1.0 else ratio * with_reference + (1.0 - ratio) * attended[rows]
             attended = attended.index_copy(0, rows, blended)
@@ -149,14 +188,14 @@ def reference_attention_blocks(unet: nn.Module) -> list[tuple[str, BasicTransfor
 
 
 def attach_reference_attention(reference_unet: nn.Module, imitative_unet: nn.Module,
-                               ratio: float = RELEASED_REFERENCE_RATIO) -> FeatureBank:
+                               ratio: float = RELEASED_REFERENCE_RATIO, positions: str = "none") -> FeatureBank:
     """Install writer processors on the reference U-Net and reader processors on the imitative one."""
     writers = reference_attention_blocks(reference_unet)
     readers = reference_attention_blocks(imitative_unet)
     if len(writers) != len(readers):
         raise ValueError(f"reference U-Net has {len(writers)} mid/up transformer blocks, "
                          f"imitative U-Net has {len(readers)}")
-    bank = FeatureBank(num_slots=len(writers), ratio=ratio)
+    bank = FeatureBank(num_slots=len(writers), ratio=ratio, positions=positions)
     # The last writer the forward pass reaches is the block whose output nothing reads.
     last_writer_name = _blocks_in_forward_order(reference_unet)[-1][0]
     for slot, ((writer_name, writer), (reader_name, reader)) in enumerate(zip(writers, readers)):

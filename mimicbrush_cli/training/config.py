@@ -40,6 +40,9 @@ class ModelConfig:
     seed: int = 0                            # random init and fresh modules
     align_reference_unet: bool = False       # start the reference U-Net as a copy of the imitative one, as
                                              # SD init gives the paper (models/unets.py); for models from nothing
+    reference_positions: Literal["none", "local"] | None = None
+                                             # positions in the reference attention (models/reference_attention.py);
+                                             # None: the starting model's
     prediction_type: Literal["epsilon", "v_prediction"] | None = None
                                              # what the imitative U-Net predicts; written into the scheduler
                                              # config the exported model carries. None: the starting model's
@@ -62,6 +65,8 @@ class OptimizerConfig:
 class ObjectiveConfig:
     reference_dropout: float = 0.1           # rows trained as the CFG branch (paper 10%, random)
     depth_dropout: float = 0.5               # rows whose depth-model input is all zeros (shape control off)
+    token_dropout: float = 0.0               # rows that keep reference attention but see the all-zero image's
+                                             # CLIP tokens, so the tokens cannot stand in for attention
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,8 @@ class TrainConfig:
             if not ok:
                 raise MimicBrushError(f"config key {key} is out of range")
         for key, p in (("objective.reference_dropout", self.objective.reference_dropout),
-                       ("objective.depth_dropout", self.objective.depth_dropout)):
+                       ("objective.depth_dropout", self.objective.depth_dropout),
+                       ("objective.token_dropout", self.objective.token_dropout)):
             if not 0.0 <= p <= 1.0:
                 raise MimicBrushError(f"config key {key} must be a probability in [0, 1], got {p}")
         if not self.trainable or len(set(self.trainable)) != len(self.trainable):

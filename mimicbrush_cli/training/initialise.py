@@ -75,6 +75,8 @@ def build_training_pipeline(config: ModelConfig):
         pipeline = load_pipeline_folder(Path(config.path))
     else:
         pipeline = pipeline_from_stable_diffusion(config)
+    if config.reference_positions is not None:
+        pipeline.set_reference_positions(config.reference_positions)
     if config.align_reference_unet:
         align_reference_unet(pipeline.reference_unet, pipeline.imitative_unet)
     if config.prediction_type is not None:

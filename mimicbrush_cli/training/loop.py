@@ -140,7 +140,8 @@ def train(config: TrainConfig, dataset=None, validation_dataset=None, *, show_pr
                     randomness = draw_randomness(
                         micro_batch_generator(config.seed, step, micro_batch, accelerator.process_index),
                         batch_size, pixel_size // pipeline.vae_scale_factor, num_train_timesteps,
-                        config.objective.reference_dropout, config.objective.depth_dropout)
+                        config.objective.reference_dropout, config.objective.depth_dropout,
+                        config.objective.token_dropout)
                     encoded = encode_batch(pipeline, batch, randomness)
                     last = micro_batch == config.gradient_accumulation - 1
                     with nullcontext() if last else accelerator.no_sync(model):

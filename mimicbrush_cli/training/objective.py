@@ -18,6 +18,9 @@ same t. Two droppings make one model serve every inference mode:
 - reference: with p = 0.1 a row becomes the CFG branch exactly as inference builds it: no reference
   attention (bank index −1) and the CLIP tokens of an all-zero normalised image.
 
+Optionally (`token_dropout`, off by default) rows that keep the reference attention get the tokens of
+the all-zero image too: the reference's global description then cannot stand in for attending to it.
+
 Frozen encoders run outside the autograd graph in `encode_batch`; the trainable modules live in
 `TrainingModel`, the one `nn.Module` that accelerate wraps (DDP, FSDP, DeepSpeed), whose forward
 returns the loss.
@@ -52,6 +55,7 @@ class StepRandomness:
     timesteps: torch.Tensor          # (B,) long
     keep_reference: torch.Tensor     # (B,) bool; False = CFG-branch row
     zero_depth: torch.Tensor         # (B,) bool; True = depth-model input all zeros
+    drop_tokens: torch.Tensor        # (B,) bool; True = CLIP tokens of the all-zero image (attention kept)
 
 
 def micro_batch_generator(seed: int, step: int, micro_batch: int, rank: int) -> torch.Generator:
@@ -61,7 +65,7 @@ def micro_batch_generator(seed: int, step: int, micro_batch: int, rank: int) -> 
 
 
 def draw_randomness(generator: torch.Generator, batch_size: int, latent_size: int, num_train_timesteps: int,
-                    reference_dropout: float, depth_dropout: float) -> StepRandomness:
+                    reference_dropout: float, depth_dropout: float, token_dropout: float = 0.0) -> StepRandomness:
     shape = (batch_size, 4, latent_size, latent_size)
     return StepRandomness(
         noise=torch.randn(shape, generator=generator),
@@ -69,6 +73,8 @@ def draw_randomness(generator: torch.Generator, batch_size: int, latent_size: in
         timesteps=torch.randint(0, num_train_timesteps, (batch_size,), generator=generator),
         keep_reference=torch.rand(batch_size, generator=generator) >= reference_dropout,
         zero_depth=torch.rand(batch_size, generator=generator) < depth_dropout,
+        # drawn last, so runs without token dropout replay the draws they always had
+        drop_tokens=torch.rand(batch_size, generator=generator) < token_dropout,
     )
 
 
@@ -147,7 +153,8 @@ def encode_batch(pipeline, batch: dict, randomness: StepRandomness) -> EncodedBa
         depth = predict_depth(pipeline.depth_estimator, depth_inputs.to(device, pipeline.depth_estimator.dtype))
     clip_pixels = clip_pixel_values(reference, pipeline.feature_extractor)
     # A CFG-branch row sees the tokens of an all-zero normalised image, exactly as `unconditional_tokens`.
-    clip_pixels = torch.where(keep_reference.view(-1, 1, 1, 1), clip_pixels, torch.zeros_like(clip_pixels))
+    with_tokens = keep_reference & ~randomness.drop_tokens.to(device)
+    clip_pixels = torch.where(with_tokens.view(-1, 1, 1, 1), clip_pixels, torch.zeros_like(clip_pixels))
     return EncodedBatch(
         noisy_latents=pipeline.scheduler.add_noise(source_latents, noise, timesteps),
         target=prediction_target(pipeline.scheduler, source_latents, noise, timesteps), timesteps=timesteps,
@@ -189,7 +196,8 @@ class TrainingModel(nn.Module):
     def component(self, name: str) -> nn.Module:
         return self.trained[name] if name in self.trained else self._frozen[name]
 
-    def forward(self, batch: EncodedBatch) -> torch.Tensor:
+    def predict(self, batch: EncodedBatch) -> torch.Tensor:
+        """The imitative U-Net's (B, 4, h, w) prediction of `batch.target`, reference features written first."""
         imitative_unet = self.component("imitative_unet")
         reference_unet = self.component("reference_unet")
         tokens = encode_reference_tokens(self._frozen["image_encoder"], self.component("image_projection"),
@@ -217,9 +225,10 @@ class TrainingModel(nn.Module):
         model_input = imitative_unet_input(batch.noisy_latents, batch.mask_latents, batch.masked_source_latents,
                                            depth_latents)  # (B, 13, h, w)
         dtype = imitative_unet.dtype
-        prediction = imitative_unet(model_input.to(dtype), batch.timesteps,
-                                    encoder_hidden_states=tokens.to(dtype)).sample
-        loss = F.mse_loss(prediction.float(), batch.target.float())
-        if reference_trains and not bool(keep.any()):
+        return imitative_unet(model_input.to(dtype), batch.timesteps, encoder_hidden_states=tokens.to(dtype)).sample
+
+    def forward(self, batch: EncodedBatch) -> torch.Tensor:
+        loss = F.mse_loss(self.predict(batch).float(), batch.target.float())
+        if "reference_unet" in self.trained and not bool(batch.keep_reference.any()):
             loss = loss + 0.0 * sum(features.float().mean() for features in self.bank.features if features is not None)
         return loss

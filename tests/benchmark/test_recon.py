@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from skimage import data
 
-from mimicbrush_cli.benchmark.recon import ReconSettings, mismatched_indices, recon_mask, run_recon
+from mimicbrush_cli.benchmark.baselines import fit_homography, homography_fill, mean_fill
+from mimicbrush_cli.benchmark.metrics import masked_edge_correlation, masked_psnr
+from mimicbrush_cli.benchmark.recon import ReconSettings, mismatched_indices, recon_mask, run_recon, video_of
 from mimicbrush_cli.errors import MimicBrushError
 
 
@@ -33,15 +35,67 @@ def test_recon_with_one_pair_is_user_error(tmp_path, copy_reference_editor):
         run_recon(video_pairs()[:1], tmp_path / "out", copy_reference_editor)
 
 
-def test_an_imitating_editor_has_a_positive_reference_gain(tmp_path, copy_reference_editor):
-    results = run_recon(video_pairs(), tmp_path / "out", copy_reference_editor, ReconSettings(long_side=128))
-    assert results.means["psnr_gain"] > 5 and results.means["ssim_gain"] > 0.1
+def test_an_imitating_editor_beats_its_ablation_and_the_baselines(tmp_path, copy_reference_editor, mean_colour_editor):
+    # The copying editor plays the model; the mean-colour editor plays the model with its attention off.
+    results = run_recon(video_pairs(), tmp_path / "out", copy_reference_editor, ReconSettings(long_side=128),
+                        attention_off=mean_colour_editor)
+    overall = results.summary["overall"]
+    assert set(overall) == {"model", "attention_off", "mean_fill", "homography", "model_mismatched",
+                            "attention_gain", "fill_margin", "reference_gain", "homography_margin"}
+    assert overall["attention_gain"]["psnr"]["mean"] > 5 and overall["attention_gain"]["psnr"]["positive"] == 3
+    assert overall["fill_margin"]["edge"]["mean"] > 0.5  # a flat fill has no structure
+    assert overall["mean_fill"]["edge"]["mean"] == 0.0
+    assert overall["reference_gain"]["ssim"]["mean"] > 0.1
+    # the attention-off editor and the built-in mean fill paint the same colour: only the blend differs
+    assert abs(overall["attention_off"]["psnr"]["mean"] - overall["mean_fill"]["psnr"]["mean"]) < 1.0
     assert all(record["mismatched_with"] != pair_id for pair_id, record in results.samples.items())
+    assert set(results.summary["videos"]) == {"video-cat", "video-cup", "video-astronaut"}
     stored = json.loads((tmp_path / "out" / "results.json").read_text())
     assert stored["count"] == 3 and (tmp_path / "out" / "grids" / "video-cat_0.png").is_file()
-    assert "reference gain" in (tmp_path / "out" / "results.md").read_text()
-    rerun = run_recon(video_pairs(), tmp_path / "out", copy_reference_editor, ReconSettings(long_side=128))
+    assert (tmp_path / "out" / "overview.jpg").is_file()
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert "attention gain (model − attention off)" in markdown and "| video-cat | 1 |" in markdown
+    rerun = run_recon(video_pairs(), tmp_path / "out", copy_reference_editor, ReconSettings(long_side=128),
+                      attention_off=mean_colour_editor)
     assert (rerun.edited, rerun.resumed) == (0, 3)
+    assert mean_colour_editor.calls == 3  # once per pair, never on resume
+
+
+def test_recon_without_an_ablation_leaves_the_attention_gain_out(tmp_path, copy_reference_editor):
+    results = run_recon(video_pairs(), tmp_path / "out", copy_reference_editor, ReconSettings(long_side=128))
+    assert "attention_off" not in results.summary["overall"] and "attention_gain" not in results.summary["overall"]
+    assert results.means["reference_gain.psnr"] > 5
+
+
+def test_video_of_a_pair_is_its_name_or_the_id_before_the_frame_number():
+    assert video_of(("video-cat/0", None, None)) == "video-cat"
+    assert video_of(("v0123abcd_004", None, None)) == "v0123abcd"
+    assert video_of(("v0123abcd_004", None, None, "clips/cat.mp4")) == "clips/cat.mp4"
+
+
+def test_edge_correlation_is_zero_for_a_flat_fill_and_one_for_the_truth():
+    photo = data.astronaut()[::2, ::2]
+    mask = np.zeros(photo.shape[:2], bool)
+    mask[60:200, 60:200] = True
+    flat = photo.copy()
+    flat[mask] = 128
+    assert masked_edge_correlation(flat, photo, mask, margin=2) == 0.0
+    assert masked_edge_correlation(photo, photo, mask, margin=2) == pytest.approx(1.0)
+    elsewhere = photo.copy()
+    elsewhere[mask] = np.roll(photo, 40, axis=1)[mask]  # real texture, wrong place
+    assert masked_edge_correlation(elsewhere, photo, mask, margin=2) < 0.3
+
+
+def test_homography_baseline_recovers_a_camera_motion_and_falls_back_without_features():
+    photo = data.astronaut()
+    source, reference = photo[20:420, 30:430], photo[0:400, 0:400]  # the camera moved by (20, 30) px
+    mask = recon_mask(source.shape[:2], "pair")
+    fit = fit_homography(source, reference, mask)
+    assert fit.matrix is not None and fit.inliers >= 20
+    np.testing.assert_allclose(fit.matrix[:2, 2], [-30, -20], atol=1.0)
+    assert masked_psnr(homography_fill(source, reference, mask), source, mask) > 30
+    flat_reference = np.full_like(reference, 90)
+    np.testing.assert_array_equal(homography_fill(source, flat_reference, mask), mean_fill(source, flat_reference, mask))
 
 
 def test_recon_reads_video_pairs_from_prepared_shards(tmp_path, copy_reference_editor):
@@ -56,7 +110,7 @@ def test_recon_reads_video_pairs_from_prepared_shards(tmp_path, copy_reference_e
                    {"kind": "video"})
     writer.commit({})
     pairs = list(load_video_pairs([tmp_path / "prepared"]))
-    assert [pair_id for pair_id, _, _ in pairs] == ["video-astronaut_0", "video-cat_0", "video-cup_0"]
+    assert [pair[0] for pair in pairs] == ["video-astronaut_0", "video-cat_0", "video-cup_0"]
     assert pairs[1][1].shape == data.chelsea().shape
     results = run_recon(pairs, tmp_path / "out", copy_reference_editor, ReconSettings(long_side=128))
-    assert results.means["psnr_gain"] > 5
+    assert results.means["reference_gain.psnr"] > 5

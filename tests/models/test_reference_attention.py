@@ -19,13 +19,13 @@ def make_attention(seed=0):
     return attention.eval()
 
 
-def explicit_attention(attention, h, keys_values):
-    """softmax(Q·Kᵀ/√d)·V per head, written out with plain matmuls, then W_o."""
+def explicit_attention(attention, h, keys_values, bias=0.0):
+    """softmax(Q·Kᵀ/√d + bias)·V per head, written out with plain matmuls, then W_o."""
     d = WIDTH // HEADS
     q = attention.to_q(h).view(h.shape[0], -1, HEADS, d).transpose(1, 2)
     k = attention.to_k(keys_values).view(h.shape[0], -1, HEADS, d).transpose(1, 2)
     v = attention.to_v(keys_values).view(h.shape[0], -1, HEADS, d).transpose(1, 2)
-    weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1)
+    weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d) + bias, dim=-1)
     out = (weights @ v).transpose(1, 2).reshape(h.shape[0], -1, WIDTH)
     return attention.to_out[0](out)
 
@@ -46,6 +46,44 @@ def test_reader_matches_explicit_concatenated_attention(ratio):
             a_ref = explicit_attention(attention, h_row, torch.cat([h_row, r[ref_row:ref_row + 1]], dim=1))
             a_self = explicit_attention(attention, h_row, h_row)
             torch.testing.assert_close(output[row:row + 1], ratio * a_ref + (1 - ratio) * a_self, atol=1e-5, rtol=1e-5)
+
+
+def grid_offsets_squared(side):
+    """Squared distances between the centres of a side x side grid's cells, in image sides, by loops."""
+    centres = [((row + 0.5) / side, (col + 0.5) / side) for row in range(side) for col in range(side)]
+    return torch.tensor([[(a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2 for b in centres] for a in centres])
+
+
+def test_local_positions_add_a_gaussian_prior_on_the_offset_to_self_and_reference_keys():
+    attention = make_attention()
+    torch.manual_seed(5)
+    tokens = 9  # a 3x3 grid, both images
+    h, r = torch.randn(2, tokens, WIDTH), torch.randn(1, tokens, WIDTH)
+    bank = FeatureBank(num_slots=1, ratio=0.5, positions="local")
+    bank.write(0, r)
+    bank.reference_index = torch.tensor([0, -1])
+    prior = -grid_offsets_squared(3) / (2 * 0.1 ** 2)
+    with torch.no_grad():
+        output = ReferenceReaderProcessor(bank, 0)(attention, h)
+        a_self = explicit_attention(attention, h, h, prior)
+        a_ref = explicit_attention(attention, h[:1], torch.cat([h[:1], r], dim=1), torch.cat([prior, prior], dim=1))
+    torch.testing.assert_close(output[1:], a_self[1:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(output[:1], 0.5 * a_ref + 0.5 * a_self[:1], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="square"):
+        ReferenceReaderProcessor(bank, 0)(attention, torch.randn(1, 6, WIDTH))
+
+
+def test_positions_are_saved_with_the_pipeline(tmp_path):
+    from mimicbrush_cli.loading import load_pipeline_folder
+    from mimicbrush_cli.models.build import build_random_pipeline
+
+    pipeline = build_random_pipeline("tiny")
+    assert pipeline.bank.positions == "none"
+    pipeline.set_reference_positions("local")
+    pipeline.save_pretrained(tmp_path / "model")
+    assert load_pipeline_folder(tmp_path / "model").bank.positions == "local"
+    with pytest.raises(ValueError, match="positions"):
+        pipeline.set_reference_positions("rotary")
 
 
 def test_uncond_rows_ignore_reference():

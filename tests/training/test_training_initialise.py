@@ -90,3 +90,12 @@ def test_prediction_type_option_reaches_the_saved_scheduler(tmp_path):
     assert load_pipeline_folder(tmp_path / "model").scheduler.config.prediction_type == "v_prediction"
     default = load_train_config({"model": {"init": "random", "size": "tiny"}}).model
     assert build_training_pipeline(default).scheduler.config.prediction_type == "epsilon"
+
+
+def test_reference_positions_of_the_config_reach_the_attention():
+    from mimicbrush_cli.training.config import ModelConfig
+    from mimicbrush_cli.training.initialise import build_training_pipeline
+
+    pipeline = build_training_pipeline(ModelConfig(init="random", size="tiny", reference_positions="local"))
+    assert pipeline.bank.positions == "local" and pipeline.config.reference_positions == "local"
+    assert build_training_pipeline(ModelConfig(init="random", size="tiny")).bank.positions == "none"

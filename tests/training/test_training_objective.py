@@ -133,3 +133,22 @@ def test_an_unsupported_prediction_type_is_a_user_error():
     latents = torch.zeros(1, 4, 8, 8)
     with pytest.raises(MimicBrushError, match="model.prediction_type"):
         prediction_target(scheduler, latents, latents, torch.tensor([10]))
+
+
+def test_token_dropout_withholds_the_clip_tokens_but_keeps_the_reference_attention(photo_pairs):
+    pipeline = build_random_pipeline("tiny", seed=0)
+    batch = default_collate([photo_pairs[index] for index in range(2)])
+    randomness = draw_randomness(micro_batch_generator(0, 0, 0, 0), 2, 8, 1000, 0.0, 0.0, token_dropout=0.0)
+    randomness.drop_tokens = torch.tensor([True, False])
+    encoded = encode_batch(pipeline, batch, randomness)
+    assert encoded.keep_reference.tolist() == [True, True]
+    assert torch.count_nonzero(encoded.clip_pixel_values[0]) == 0  # the unconditional image's tokens
+    assert torch.count_nonzero(encoded.clip_pixel_values[1]) > 0
+
+
+def test_token_dropout_is_drawn_last_so_runs_without_it_replay_their_draws():
+    without = draw_randomness(micro_batch_generator(3, 5, 0, 0), 4, 8, 1000, 0.1, 0.5)
+    with_dropout = draw_randomness(micro_batch_generator(3, 5, 0, 0), 4, 8, 1000, 0.1, 0.5, token_dropout=0.5)
+    for name in ("noise", "vae_noise", "timesteps", "keep_reference", "zero_depth"):
+        assert torch.equal(getattr(without, name), getattr(with_dropout, name)), name
+    assert not without.drop_tokens.any()
