@@ -62,6 +62,10 @@ def _open_image(path: str | Path, what: str) -> Image.Image:
         image.load()
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise MimicBrushError(f"{what} is not a readable image: {path} ({type(error).__name__})") from None
+    values = np.asarray(image) if image.mode.startswith("I") else None
+    if values is not None and (image.mode.startswith("I;16") or values.max() > 255):
+        # 16-bit greyscale: Pillow's convert("L") clips at 255, which turns a photo (or a mask) all white.
+        image = Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8), "L")
     return image
 
 

@@ -145,3 +145,16 @@ def test_check_edit_inputs_rejects_size_mismatch_empty_and_non_bool_masks():
         imaging.check_edit_inputs(source, source, np.ones((20, 20), bool))
     with pytest.raises(MimicBrushError, match="empty"):
         imaging.check_edit_inputs(source, source, np.zeros((20, 30), bool))
+
+
+def test_sixteen_bit_greyscale_source_and_mask_keep_their_tones(tmp_path):
+    photo = data.camera()  # 8-bit greyscale
+    Image.fromarray(photo.astype(np.uint16) * 257).save(tmp_path / "photo16.png")
+    mask = np.zeros(photo.shape, np.uint16)
+    mask[100:200, 100:300] = 65535
+    Image.fromarray(mask).save(tmp_path / "mask16.png")
+    assert Image.open(tmp_path / "photo16.png").mode.startswith("I")
+    loaded = imaging.load_image(tmp_path / "photo16.png")
+    np.testing.assert_array_equal(loaded[..., 0], photo)
+    loaded_mask = imaging.load_mask(tmp_path / "mask16.png")
+    assert loaded_mask.sum() == 100 * 200 and loaded_mask[150, 200] and not loaded_mask[50, 50]
