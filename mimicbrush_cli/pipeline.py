@@ -28,6 +28,7 @@ from .models.reference_attention import RELEASED_REFERENCE_RATIO, FeatureBank, a
 from .models.unets import imitative_unet_input
 
 StepCallback = Callable[[int, int], None]
+MAX_SEED = 2**63 - 1  # torch generators take a 64-bit seed
 
 
 GENERATOR_DEVICES = ("cpu", "device")

@@ -118,3 +118,10 @@ def test_result_file_gets_ordinary_permissions(photo_files, tiny_model_dir, tmp_
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(output.stat().st_mode) == 0o666 & ~umask
+
+
+def test_seed_beyond_64_bits_is_a_usage_error_not_a_traceback(photo_files, tiny_model_dir, tmp_path):
+    result = run("edit", photo_files["source"], photo_files["reference"], photo_files["mask"], "-o",
+                 tmp_path / "out.png", "--weights", tiny_model_dir, "--seed", 2**63)
+    assert result.exit_code == 2 and "Traceback" not in result.output and "seed" in result.output.lower()
+    assert not (tmp_path / "out.png").exists()

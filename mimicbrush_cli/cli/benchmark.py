@@ -17,6 +17,7 @@ from ..benchmark.editors import PipelineOptions, make_pipeline_editor
 from ..benchmark.recon import ReconSettings, load_video_pairs, run_recon
 from ..benchmark.report import PAPER_ROWS, RECON_DIFFERENCES, RECON_ROWS, SPLIT_TITLES, TASK_TITLES, results_table
 from ..benchmark.runner import BenchmarkSettings, run_benchmark
+from ..pipeline import MAX_SEED
 from .app import app, reports_user_errors
 from .edit import Device, DType
 
@@ -33,7 +34,7 @@ class Split(str, Enum):
 
 Output = Annotated[Path | None, typer.Option("-o", "--output", help="Results folder (default: "
                                              "benchmark_results/<task>-<split>); re-running resumes it.")]
-Seed = Annotated[int, typer.Option(help="Edit seed, the same for every sample.")]
+Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Edit seed, the same for every sample.")]
 LongSide = Annotated[int, typer.Option("--long-side", min=0, help="Resize every input's long side to this before "
                                        "editing and scoring (0: keep; 512: the released benchmark runner).")]
 Weights = Annotated[Path | None, typer.Option(help="Local weights folder: our format or the released layout.")]

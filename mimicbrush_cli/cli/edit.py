@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..edit import EditJob, plan_output_paths, run_edits
 from ..imaging import PASTE_BACK_KERNELS
-from ..pipeline import GENERATOR_DEVICES, EditSettings
+from ..pipeline import GENERATOR_DEVICES, MAX_SEED, EditSettings
 from ..speedups import SpeedOptions
 from .app import app, reports_user_errors
 
@@ -47,7 +47,7 @@ def edit_command(
     keep_shape: Annotated[bool, typer.Option("--keep-shape", help="Keep the source's shape (depth-conditioned texture transfer).")] = False,
     steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps.")] = EditSettings.steps,
     guidance: Annotated[float, typer.Option(min=0.0, help="Classifier-free guidance scale.")] = EditSettings.guidance,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same result.")] = EditSettings.seed,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed; the same seed gives the same result.")] = EditSettings.seed,
     num_samples: Annotated[int, typer.Option("--num-samples", min=1, max=64, help="Results per edit.")] = EditSettings.num_samples,
     crop: Annotated[bool, typer.Option("--crop/--no-crop", help="Edit a context crop around the mask at working "
                                        "resolution and paste it into the full-resolution source (sharp small edits "
