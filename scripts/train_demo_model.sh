@@ -18,4 +18,5 @@ python -m mimicbrush_cli.training.stages configs/demo_vae.yaml
 python -m mimicbrush_cli.training.stages configs/demo_image_encoder.yaml
 mimicbrush train --config configs/train_demo.yaml --resume latest
 mimicbrush benchmark recon runs/demo/data/heldout --weights runs/demo/model -o runs/demo/recon --steps 50
+cp runs/demo/recon/overview.jpg docs/demo_model_recon.jpg
 rm -rf mimicbrush_cli/assets/demo_model && mkdir -p mimicbrush_cli/assets && cp -r runs/demo/model mimicbrush_cli/assets/demo_model

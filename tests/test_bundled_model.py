@@ -1,4 +1,7 @@
-"""The demo model bundled with the package: `edit`'s default, small, safetensors, and it imitates.
+"""The demo model bundled with the package: `edit`'s default, small, safetensors, and its result depends
+on the reference. (Whether it *imitates* is `benchmark recon`'s question: see the README. Today's model
+does not beat a mean-colour fill, and a reference gain comes through its CLIP tokens as well as through
+its reference attention, so no test here claims imitation.)
 
 These tests load the real bundled weights (`mimicbrush_cli/assets/demo_model`) through the same path
 `edit` uses; they fail, not skip, when the weights are missing.
@@ -70,9 +73,9 @@ def camera_motion_pair(name: str, shift: float = 0.04) -> tuple[np.ndarray, np.n
     return image[:-dy, :-dx], image[dy:, dx:]
 
 
-def test_bundled_model_imitates_the_reference(bundled_pipeline):
-    """`benchmark recon` in miniature on every held-out photo (never seen in training): the true
-    reference must beat another photo's, on average, by a clear margin."""
+def test_bundled_model_result_depends_on_the_reference(bundled_pipeline):
+    """On every held-out photo (never seen in training), the true reference beats another photo's on
+    average: the reference steers the result (tones, mostly; no evidence of imitation)."""
     pairs = [camera_motion_pair(name) for name in HELD_OUT_SKIMAGE]
     sources = [source for source, _ in pairs]
     masks = [recon_mask(source.shape[:2], name) for source, name in zip(sources, HELD_OUT_SKIMAGE)]

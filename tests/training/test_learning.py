@@ -112,9 +112,10 @@ def copy_task_errors(folder: Path, positions: str = "local", trainable: tuple[st
 def test_tiny_model_learns_to_copy_from_its_reference(tmp_path):
     errors = copy_task_errors(tmp_path)
     print(f"masked error: attention on {errors[True]:.4f}, off {errors[False]:.4f}")
-    # Measured: 0.283 against 0.362 (0.78x). Without the positional prior, or with each row reading another
-    # row's reference features, the two stay equal (1.00x): the model never learns to read the reference.
-    assert errors[True] < 0.85 * errors[False]
+    # Measured (`python tests/training/test_learning.py`): 0.283 against 0.362 (0.78x). Without the positional
+    # prior, or with each row reading another row's reference features: 1.00x, the reference is never read;
+    # with the reference U-Net frozen at its initialisation: 0.85x.
+    assert errors[True] < 0.83 * errors[False]
 
 
 @contextmanager
