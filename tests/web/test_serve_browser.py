@@ -50,7 +50,8 @@ def server(tiny_model_dir, tmp_path_factory):
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     with open(log, "w") as handle:
         process = subprocess.Popen([sys.executable, "-m", "mimicbrush_cli", "serve", "--weights", str(tiny_model_dir),
-                                    "--port", str(port), "--device", "cpu"], stdout=handle, stderr=subprocess.STDOUT,
+                                    "--port", str(port), "--device", "cpu", "--max-upload-mb", "1",
+                                    "--max-megapixels", "1"], stdout=handle, stderr=subprocess.STDOUT,
                                    env=env)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -154,7 +155,7 @@ def download(browser, element_id: str, name: str) -> Path:
     return wait_for(lambda: next(iter(browser.downloads.glob(name)), None), what=f"the download of {name}")
 
 
-def test_paint_edit_download_and_recover_from_a_bad_upload(server, browser):
+def test_paint_edit_download_and_recover_from_bad_uploads(server, browser):
     from selenium.webdriver.common.by import By
 
     browser.get(server)
@@ -197,6 +198,19 @@ def test_paint_edit_download_and_recover_from_a_bad_upload(server, browser):
     upload(browser, "reference", notes)
     wait_for(lambda: "not a readable image" in status_text(browser), what="the upload error")
     assert status_text(browser) == "error: reference image notes.png is not a readable image"
+    # Over the server's limits: a 2.4 MB file (--max-upload-mb 1), a 1.2 MP image (--max-megapixels 1).
+    noise = browser.downloads / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (800, 1000, 3), dtype=np.uint8)).save(noise)
+    assert noise.stat().st_size > 2 * 1024 * 1024
+    upload(browser, "reference", noise)
+    wait_for(lambda: any("exceed the maximum allowed size" in toast.text
+                         for toast in browser.find_elements(By.CSS_SELECTOR, ".toast-body")), what="the size error")
+    large = browser.downloads / "large.png"
+    Image.new("RGB", (1200, 1000), (90, 120, 200)).save(large)
+    upload(browser, "reference", large)
+    wait_for(lambda: "over the limit" in status_text(browser), what="the pixel-count error")
+    assert status_text(browser) == "error: reference image is 1200x1000 = 1.2 MP, over the limit of 1.0 MP"
+
     upload(browser, "reference", REFERENCE)
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#reference img"), what="the reference preview")
     assert run_edit(browser).startswith("done"), status_text(browser)
