@@ -194,6 +194,7 @@ def test_page_disables_keep_shape_without_a_depth_model(tmp_path):
     assert keep_shape[0].interactive is False and keep_shape[0].info == NO_DEPTH_REASON
 
 
+@pytest.mark.slow
 def test_cli_help_does_not_import_gradio():
     code = ("import sys; from typer.testing import CliRunner; from mimicbrush_cli.cli.app import app; "
             "result = CliRunner().invoke(app, ['--help']); assert 'serve' in result.output, result.output; "
