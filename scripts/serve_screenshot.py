@@ -19,7 +19,7 @@ from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
-WIDTH = 860  # pixels of the saved picture; a 256-colour PNG of this width stays under 300 KB
+WIDTH = 800  # pixels of the saved picture; a 256-colour PNG of this width stays under 300 KB
 
 
 def wait_for(condition, timeout: float, what: str):
@@ -39,7 +39,7 @@ def main(output: Path) -> None:
     server = subprocess.Popen([sys.executable, "-m", "mimicbrush_cli", "serve", "--port", str(port)],
                               env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
     options = webdriver.ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,2100"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,2400"):
         options.add_argument(argument)
     browser = webdriver.Chrome(service=webdriver.ChromeService("/usr/bin/chromedriver"), options=options)
     try:
@@ -59,7 +59,7 @@ def main(output: Path) -> None:
         wait_for(lambda: browser.find_element(By.ID, "status").text.startswith(("done", "error")), 600, "the edit")
         time.sleep(2)
         page = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
-        page = page.crop((0, 0, page.width, min(page.height, int(page.width * 1.6))))
+        page = page.crop((0, 0, page.width, min(page.height, int(page.width * 1.8))))
         page = page.resize((WIDTH, round(page.height * WIDTH / page.width)), Image.Resampling.LANCZOS)
         output.parent.mkdir(parents=True, exist_ok=True)
         page.quantize(256, method=Image.Quantize.MEDIANCUT).save(output, optimize=True)

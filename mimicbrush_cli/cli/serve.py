@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Annotated
 
@@ -35,12 +36,10 @@ def serve_command(
     dtype: Annotated[DType, typer.Option(help="Compute precision (auto: fp16 on GPU, fp32 on CPU).")] = DType.auto,
 ) -> None:
     """Serve a local page that edits with one loaded model: paint the mask, pick a reference, download the result."""
-    try:
-        from ..web.page import launch
-    except ImportError as error:
-        raise MimicBrushError(f"serve needs gradio ({error.name} is missing): pip install 'mimicbrush-cli[serve]'"
-                              ) from error
+    if importlib.util.find_spec("gradio") is None:
+        raise MimicBrushError("serve needs gradio: pip install 'mimicbrush-cli[serve]'")
     from ..loading import load_pipeline
+    from ..web.page import launch
     from ..web.session import EditSession
 
     model_options = ((["--weights", str(weights)] if weights is not None else [])

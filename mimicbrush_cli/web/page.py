@@ -12,12 +12,12 @@ import gradio as gr
 import numpy as np
 
 from ..errors import MimicBrushError
-from ..imaging import load_image, load_mask
+from ..imaging import load_image, load_mask, rgb_on_white
 from ..pipeline import EditSettings
-from .session import EditSession, ServeConfig, check_upload, find_examples
+from .session import BOX_COLOUR, EditSession, ServeConfig, box_from_corners, check_upload, find_examples, outline
 
 # See-through, so the source shows under the mask; any painted pixel (alpha > 0) is part of the mask.
-PAINT_COLOUR = ("rgb(255, 64, 160)", 0.6)
+PAINT_COLOUR = ("rgb({}, {}, {})".format(*BOX_COLOUR), 0.6)
 NO_DEPTH_REASON = "unavailable: this model has no depth model (use the released weights)"
 
 
@@ -41,8 +41,12 @@ def build_page(session: EditSession) -> gr.Blocks:
                 mask_image = gr.Image(label="…or a mask image: white = edit (used instead of the painting)",
                                       type="pil", image_mode=None, sources=("upload", "clipboard"), format="png",
                                       height=160, elem_id="mask-image")
-                mask_box = gr.Textbox(label="…or a box X0,Y0,X1,Y1 in pixels (used instead of both)",
-                                      placeholder="e.g. 100,80,300,240", elem_id="mask-box")
+                mask_box = gr.Textbox(label="…or a box X0,Y0,X1,Y1 in pixels (used instead of both): type it, "
+                                      "or click two corners on the picture below", placeholder="e.g. 100,80,300,240",
+                                      elem_id="mask-box")
+                box_picker = gr.Image(label="Click two corners of the box", type="numpy", interactive=False,
+                                      format="png", height=200, buttons=["fullscreen"], elem_id="box-picker")
+                picker_source, first_corner = gr.State(None), gr.State(None)
                 invert = gr.Checkbox(label="Invert mask (edit the rest)", value=False, elem_id="invert")
             with gr.Column():
                 reference = gr.Image(label="Reference to imitate", type="pil", image_mode=None, height=360,
@@ -119,6 +123,25 @@ def build_page(session: EditSession) -> gr.Blocks:
                 return gr.skip(), ""
             return check
 
+        def show_source(editor):
+            background = (editor or {}).get("background")
+            if background is None:
+                return None, None, None
+            image = rgb_on_white(background)
+            return image, image, None
+
+        def pick_corner(image, corner, event: gr.SelectData):
+            if image is None:
+                return gr.skip(), None, gr.skip()
+            clicked = (int(event.index[0]), int(event.index[1]))
+            if corner is None:
+                return outline(image, corner=clicked), clicked, gr.skip()
+            box = box_from_corners(tuple(corner), clicked)
+            return outline(image, box), None, box
+
+        source.upload(show_source, inputs=source, outputs=[box_picker, picker_source, first_corner])
+        box_picker.select(pick_corner, inputs=[picker_source, first_corner], outputs=[box_picker, first_corner, mask_box])
+
         reference.upload(uploaded("reference image"), inputs=reference, outputs=[reference, status], preprocess=False)
         mask_image.upload(uploaded("mask image"), inputs=mask_image, outputs=[mask_image, status], preprocess=False)
 
@@ -127,12 +150,14 @@ def build_page(session: EditSession) -> gr.Blocks:
                 # The example's mask goes in as a mask image: a layer set from here is drawn offset from
                 # the image by gradio's editor (6.31), and a later stroke would export it there too.
                 source_path, reference_path, mask_path = examples[name]
-                editor_value = {"background": load_image(source_path, "example source"), "layers": [],
-                                "composite": None}
+                background = load_image(source_path, "example source")
+                editor_value = {"background": background, "layers": [], "composite": None}
                 mask = load_mask(mask_path).astype(np.uint8) * 255
-                return editor_value, load_image(reference_path, "example reference"), mask, "", ""
+                return (editor_value, load_image(reference_path, "example reference"), mask, "", "", background,
+                        background, None)
 
-            load_example.click(load, inputs=example, outputs=[source, reference, mask_image, mask_box, status])
+            load_example.click(load, inputs=example, outputs=[source, reference, mask_image, mask_box, status,
+                                                              box_picker, picker_source, first_corner])
     return page
 
 

@@ -32,6 +32,9 @@ EXAMPLES = {  # name -> (source, reference, mask), as the README's edit commands
     "cat": ("cat.png", "coffee.png", "cat_head_mask.png"),
 }
 
+# The colour of the mask's paint and of a clicked box.
+BOX_COLOUR = (255, 64, 160)
+
 
 @dataclass(frozen=True)
 class ServeConfig:
@@ -75,6 +78,31 @@ def painted_mask(layers: list[Image.Image], shape: tuple[int, ...]) -> np.ndarra
                                   f"{mask.shape[1]}x{mask.shape[0]}: paint again on the new source")
         mask |= alpha > 0
     return mask
+
+
+def box_from_corners(first: tuple[int, int], second: tuple[int, int]) -> str:
+    """Two clicked pixels (x, y), in either order -> the box `X0,Y0,X1,Y1` that includes both."""
+    (x0, x1), (y0, y1) = sorted((first[0], second[0])), sorted((first[1], second[1]))
+    return f"{x0},{y0},{x1 + 1},{y1 + 1}"
+
+
+def outline(image: np.ndarray, box_text: str | None = None, corner: tuple[int, int] | None = None) -> np.ndarray:
+    """A copy of `image` with the box's outline (or a first corner's cross) drawn in the paint colour."""
+    shown = image.copy()
+    width = max(1, round(max(image.shape[:2]) / 250))
+    if box_text:
+        box = imaging.parse_box(box_text)
+        for rows, cols in ((slice(box.top, box.top + width), slice(box.left, box.right)),
+                           (slice(box.bottom - width, box.bottom), slice(box.left, box.right)),
+                           (slice(box.top, box.bottom), slice(box.left, box.left + width)),
+                           (slice(box.top, box.bottom), slice(box.right - width, box.right))):
+            shown[rows, cols] = BOX_COLOUR
+    if corner is not None:
+        x, y = corner
+        reach = 4 * width
+        shown[max(0, y - reach):y + reach + 1, max(0, x - width // 2):x + width // 2 + 1] = BOX_COLOUR
+        shown[max(0, y - width // 2):y + width // 2 + 1, max(0, x - reach):x + reach + 1] = BOX_COLOUR
+    return shown
 
 
 def check_upload(path: str | Path, name: str | None, what: str, max_pixels: int) -> np.ndarray:

@@ -160,16 +160,21 @@ def test_paint_edit_download_and_recover_from_bad_uploads(server, browser):
 
     browser.get(server)
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#source input[type=file]"), what="the page")
-    for attempt in range(3):  # a file chosen before the page has wired its inputs is dropped: choose again
+    time.sleep(2)  # a user's first upload comes after gradio has wired the page's events
+    # A file chosen before the page has wired its events reaches the editor without its upload event
+    # (which shows the source in the box picker): clear the editor and choose it again.
+    for attempt in range(3):
         upload(browser, "source", SOURCE)
         try:
-            # Once the source is in the editor, its upload and paste buttons give way to the brush's.
-            wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, "#source button[title='Upload']"),
-                     timeout=15, what="the source in the editor")
+            wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#box-picker img"), timeout=10,
+                     what="the source in the box picker")
             break
         except AssertionError:
             if attempt == 2:
                 raise
+            browser.find_element(By.CSS_SELECTOR, "#source button[title='Clear canvas']").click()
+            wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#source button[title='Upload']"),
+                     what="the cleared editor")
     upload(browser, "reference", REFERENCE)
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#reference img"), what="the reference preview")
     paint_stroke(browser)
@@ -216,7 +221,7 @@ def test_paint_edit_download_and_recover_from_bad_uploads(server, browser):
     assert run_edit(browser).startswith("done"), status_text(browser)
 
 
-def test_bundled_example_edits_with_its_own_mask(server, browser):
+def test_bundled_example_edits_with_its_own_mask_then_a_clicked_box(server, browser):
     from selenium.webdriver.common.by import By
 
     browser.get(server)
@@ -226,3 +231,20 @@ def test_bundled_example_edits_with_its_own_mask(server, browser):
     assert run_edit(browser).startswith("done"), status_text(browser)
     mask = load_mask(download(browser, "download-mask", "mask*.png"))
     np.testing.assert_array_equal(mask, load_mask(EXAMPLES / "motorcycle_mask.png"))
+
+    # Two clicks on the picture give a box, which replaces the example's mask.
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    picture = browser.find_element(By.CSS_SELECTOR, "#box-picker img")
+    ActionChains(browser).move_to_element_with_offset(picture, -40, -20).click().perform()
+    time.sleep(1)
+    ActionChains(browser).move_to_element_with_offset(picture, 30, 25).click().perform()
+    field = browser.find_element(By.CSS_SELECTOR, "#mask-box textarea, #mask-box input")
+    box_text = wait_for(lambda: field.get_attribute("value"), what="the clicked box")
+    x0, y0, x1, y1 = (int(value) for value in box_text.split(","))
+    assert x0 < 741 // 2 < x1 and y0 < 500 // 2 < y1 and x1 - x0 > 741 // 10, box_text
+    assert run_edit(browser).startswith("done"), status_text(browser)
+    mask = load_mask(download(browser, "download-mask", "mask*.png"))
+    expected = np.zeros((500, 741), bool)
+    expected[y0:y1, x0:x1] = True
+    np.testing.assert_array_equal(mask, expected)

@@ -18,7 +18,8 @@ from mimicbrush_cli.errors import MimicBrushError
 from mimicbrush_cli.imaging import load_mask
 from mimicbrush_cli.loading import load_pipeline
 from mimicbrush_cli.pipeline import EditSettings
-from mimicbrush_cli.web.session import EditSession, ServeConfig, check_upload, find_examples, painted_mask
+from mimicbrush_cli.web.session import (EditSession, ServeConfig, box_from_corners, check_upload, find_examples,
+                                        painted_mask)
 
 
 def layer(shape, painted):
@@ -92,6 +93,11 @@ def test_bad_page_inputs_are_one_line_errors(tiny_pipeline, page_inputs, problem
     with pytest.raises(MimicBrushError) as error:
         EditSession(tiny_pipeline, config).read_inputs(background, layers, reference, box)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_two_clicked_corners_give_the_box_that_includes_both_pixels():
+    assert box_from_corners((30, 40), (10, 5)) == "10,5,31,41"
+    assert box_from_corners((10, 5), (30, 40)) == "10,5,31,41"
 
 
 def test_upload_that_is_not_an_image_names_the_file_not_the_server_path(tmp_path):
@@ -200,3 +206,14 @@ def test_cli_help_does_not_import_gradio():
             "result = CliRunner().invoke(app, ['--help']); assert 'serve' in result.output, result.output; "
             "assert 'gradio' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_serve_without_gradio_names_the_extra(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "gradio" else
+                        find_spec(name, *args))
+    result = CliRunner().invoke(app, ["serve", "--model", "random-tiny"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: serve needs gradio: pip install 'mimicbrush-cli[serve]'"
