@@ -82,8 +82,8 @@ def build_page(session: EditSession) -> gr.Blocks:
         command = gr.Code(label="The same edit from the command line", language="shell", interactive=False,
                           elem_id="command")
 
-        def edit(editor, reference_image, mask_picture, box, invert_mask, steps_value, guidance_value, seed_value, samples_value,
-                 crop_value, keep_shape_value, cache_value, progress=gr.Progress()):
+        def edit(editor, reference_image, mask_picture, box, invert_mask, steps_value, guidance_value, seed_value,
+                 samples_value, crop_value, keep_shape_value, cache_value, progress=gr.Progress()):
             started = time.perf_counter()
             editor = editor or {}
             try:
@@ -105,8 +105,8 @@ def build_page(session: EditSession) -> gr.Blocks:
                     f"done: {len(result.samples)} sample(s) in {seconds:.1f} s")
 
         # One model per server: edits queue and run one at a time.
-        run.click(edit, inputs=[source, reference, mask_image, mask_box, invert, steps, guidance, seed, num_samples, crop,
-                                keep_shape, reference_cache],
+        run.click(edit, inputs=[source, reference, mask_image, mask_box, invert, steps, guidance, seed, num_samples,
+                                crop, keep_shape, reference_cache],
                   outputs=[before_after, gallery, download_result, download_mask, command, status],
                   concurrency_limit=1, concurrency_id="model")
 
@@ -140,7 +140,8 @@ def build_page(session: EditSession) -> gr.Blocks:
             return outline(image, box), None, box
 
         source.upload(show_source, inputs=source, outputs=[box_picker, picker_source, first_corner])
-        box_picker.select(pick_corner, inputs=[picker_source, first_corner], outputs=[box_picker, first_corner, mask_box])
+        box_picker.select(pick_corner, inputs=[picker_source, first_corner],
+                          outputs=[box_picker, first_corner, mask_box])
 
         reference.upload(uploaded("reference image"), inputs=reference, outputs=[reference, status], preprocess=False)
         mask_image.upload(uploaded("mask image"), inputs=mask_image, outputs=[mask_image, status], preprocess=False)
