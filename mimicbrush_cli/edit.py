@@ -5,6 +5,7 @@ This is what `mimicbrush edit` runs; it is usable from Python without the CLI.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,15 @@ from .pipeline import EditSettings, StepCallback
 from .speedups import SpeedOptions
 
 
+KEEP_SHAPE_NEEDS_DEPTH = ("--keep-shape needs a depth model, and this model has none (the bundled demo model is "
+                          "trained without depth); use the released weights (--model released or --weights DIR)")
+
+
 @dataclass(frozen=True)
 class EditJob:
     source: Path
     reference: Path
-    mask: Path
+    mask: Path | imaging.Box  # a mask image, or a box (`--mask-box`) over the source
 
 
 def plan_output_paths(jobs: Sequence[EditJob], output: Path | None, num_samples: int) -> list[list[Path]]:
@@ -40,12 +45,45 @@ def plan_output_paths(jobs: Sequence[EditJob], output: Path | None, num_samples:
 def read_job(job: EditJob, invert_mask: bool):
     source = imaging.load_image(job.source, "source image")
     reference = imaging.load_image(job.reference, "reference image")
-    mask = imaging.load_mask(job.mask, invert=invert_mask)
     try:
+        if isinstance(job.mask, imaging.Box):
+            mask = imaging.box_mask(source.shape, job.mask)
+            mask = ~mask if invert_mask else mask
+        else:
+            mask = imaging.load_mask(job.mask, invert=invert_mask)
         imaging.check_edit_inputs(source, reference, mask)
     except MimicBrushError as error:
         raise MimicBrushError(f"{job.source.name}: {error}") from None
     return source, reference, mask
+
+
+def edit_images(pipeline, inputs: Sequence[tuple], settings: EditSettings,
+                callback: StepCallback | None = None) -> list[list]:
+    """(source, reference, mask) arrays, already checked, -> per edit, its samples (uint8 arrays)."""
+    if settings.keep_shape and not pipeline.has_depth_model:
+        raise MimicBrushError(KEEP_SHAPE_NEEDS_DEPTH)
+    sources, references, masks = zip(*inputs)
+    return pipeline(list(sources), list(references), list(masks), settings, callback=callback)
+
+
+def edit_command_line(source: str, reference: str, mask: str, output: str, settings: EditSettings,
+                      model_options: Sequence[str] = ()) -> str:
+    """The `mimicbrush edit` command that repeats an edit: only settings that differ from the defaults."""
+    defaults = EditSettings()
+    words = ["mimicbrush", "edit", source, reference, mask, "-o", output]
+    for field, option in (("steps", "--steps"), ("guidance", "--guidance"), ("seed", "--seed"),
+                          ("num_samples", "--num-samples"), ("paste_back", "--paste-back"),
+                          ("generator_device", "--generator-device")):
+        value = getattr(settings, field)
+        if value != getattr(defaults, field):
+            words += [option, f"{value:g}" if isinstance(value, float) else str(value)]
+    for field, on, off in (("crop", "--crop", "--no-crop"), ("keep_shape", "--keep-shape", None),
+                           ("reference_cache", "--reference-cache", None)):
+        value = getattr(settings, field)
+        if value != getattr(defaults, field):
+            words.append(on if value else off)
+    words += list(model_options)
+    return shlex.join(words)
 
 
 def run_edits(jobs: Sequence[EditJob], settings: EditSettings, outputs: Sequence[Sequence[Path]],
@@ -58,11 +96,7 @@ def run_edits(jobs: Sequence[EditJob], settings: EditSettings, outputs: Sequence
     inputs = [read_job(job, invert_mask) for job in jobs]  # every input checked before the model loads
     if pipeline is None:
         pipeline = load_pipeline(weights=weights, model=model, device=device, dtype=dtype, speed=speed)
-    if settings.keep_shape and not pipeline.has_depth_model:
-        raise MimicBrushError("--keep-shape needs a depth model, and this model has none (the bundled demo model "
-                              "is trained without depth); use the released weights (--model released or --weights DIR)")
-    sources, references, masks = zip(*inputs)
-    results = pipeline(list(sources), list(references), list(masks), settings, callback=callback)
+    results = edit_images(pipeline, inputs, settings, callback)
     written = []
     for samples, paths in zip(results, outputs):
         for image, path in zip(samples, paths):

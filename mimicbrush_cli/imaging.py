@@ -71,7 +71,11 @@ def _open_image(path: str | Path, what: str) -> Image.Image:
 
 def load_image(path: str | Path, what: str = "image") -> np.ndarray:
     """An RGB uint8 image; transparent pixels are composited on white, as padding is."""
-    image = _open_image(path, what)
+    return rgb_on_white(_open_image(path, what))
+
+
+def rgb_on_white(image: Image.Image) -> np.ndarray:
+    """A decoded image as RGB uint8; transparent pixels are composited on white, as padding is."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (WHITE, WHITE, WHITE, 255))
@@ -81,7 +85,11 @@ def load_image(path: str | Path, what: str = "image") -> np.ndarray:
 
 def load_mask(path: str | Path, invert: bool = False) -> np.ndarray:
     """A bool mask, True = edit. White pixels edit; an RGBA mask with real transparency uses its alpha."""
-    image = _open_image(path, "mask")
+    return mask_from_image(_open_image(path, "mask"), invert)
+
+
+def mask_from_image(image: Image.Image, invert: bool = False) -> np.ndarray:
+    """A decoded mask image as bool, True = edit, read as `load_mask` reads files."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         alpha = np.asarray(image.convert("RGBA"))[..., 3]
         values = alpha if alpha.min() < 255 else np.asarray(image.convert("L"))
@@ -102,6 +110,37 @@ def check_edit_inputs(source: np.ndarray, reference: np.ndarray, mask: np.ndarra
         raise MimicBrushError("mask is empty: paint the region to edit white (or pass --invert-mask)")
     if min(source.shape[:2]) < 8 or min(reference.shape[:2]) < 8:
         raise MimicBrushError("images must be at least 8x8 pixels")
+
+
+def parse_box(text: str) -> Box:
+    """`X0,Y0,X1,Y1` in pixels (X1, Y1 exclusive, as PIL's crop) -> a Box; a clear error when malformed."""
+    parts = [part.strip() for part in str(text).split(",")]
+    try:
+        x0, y0, x1, y1 = (int(part) for part in parts)
+    except ValueError:
+        raise MimicBrushError(f"mask box {text!r} must be four whole numbers X0,Y0,X1,Y1") from None
+    if min(x0, y0) < 0 or x1 <= x0 or y1 <= y0:
+        raise MimicBrushError(f"mask box {text!r} must have 0 <= X0 < X1 and 0 <= Y0 < Y1")
+    return Box(top=y0, left=x0, bottom=y1, right=x1)
+
+
+def box_mask(shape: tuple[int, ...], box: Box) -> np.ndarray:
+    """A bool mask of `shape` (H, W, ...) that is True inside `box`, which must lie inside the image."""
+    height, width = shape[:2]
+    if box.right > width or box.bottom > height:
+        raise MimicBrushError(f"mask box {box.left},{box.top},{box.right},{box.bottom} is outside the "
+                              f"{width}x{height} image")
+    mask = np.zeros((height, width), bool)
+    mask[box.slices()] = True
+    return mask
+
+
+def check_pixel_count(image: np.ndarray, limit: int, what: str) -> None:
+    """Reject an image with more than `limit` pixels (a server's guard against huge uploads)."""
+    height, width = image.shape[:2]
+    if height * width > limit:
+        raise MimicBrushError(f"{what} is {width}x{height} = {height * width / 1e6:.1f} MP, over the limit of "
+                              f"{limit / 1e6:.1f} MP")
 
 
 # ---------------------------------------------------------------- geometry

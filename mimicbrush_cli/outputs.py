@@ -43,7 +43,7 @@ def write_bytes_atomically(path: Path, data: bytes) -> None:
 
 
 def save_image_atomically(image: np.ndarray, path: Path) -> None:
-    """Encode `image` (uint8 HxWx3) in the format of `path`'s suffix and rename it into place."""
+    """Encode `image` (uint8 HxWx3, or HxW grey) in the format of `path`'s suffix and rename it into place."""
     import io
 
     check_image_output_path(path)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create a virtual environment (default .venv) with mimicbrush-cli and its test dependencies.
+# Create a virtual environment (default .venv) with mimicbrush-cli and its test dependencies, and
+# install Debian's Chromium and its driver for the browser tests of `mimicbrush serve` where missing.
 # torch is installed first at a pinned CPU-friendly version so that the open `torch>=2.4` requirement
 # in pyproject.toml does not pull a multi-GB CUDA build into an empty environment.
 set -euo pipefail
@@ -9,3 +10,13 @@ python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
 "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+
+if ! command -v chromedriver >/dev/null || ! { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; }; then
+    if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo -n); fi
+    if command -v apt-get >/dev/null && "${SUDO[@]}" true 2>/dev/null; then
+        "${SUDO[@]}" apt-get update -qq
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    else
+        echo "note: the browser tests need Chromium: apt-get install chromium chromium-driver (as root)" >&2
+    fi
+fi

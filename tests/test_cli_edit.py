@@ -125,3 +125,35 @@ def test_seed_beyond_64_bits_is_a_usage_error_not_a_traceback(photo_files, tiny_
                  tmp_path / "out.png", "--weights", tiny_model_dir, "--seed", 2**63)
     assert result.exit_code == 2 and "Traceback" not in result.output and "seed" in result.output.lower()
     assert not (tmp_path / "out.png").exists()
+
+
+def test_mask_box_edits_the_same_as_a_mask_file_of_that_box(photo_files, tiny_model_dir, tmp_path):
+    box_mask = np.zeros((300, 451), np.uint8)
+    box_mask[40:120, 100:250] = 255  # X0,Y0,X1,Y1 = 100,40,250,120, the far edges exclusive
+    Image.fromarray(box_mask).save(tmp_path / "box.png")
+    common = ["--weights", tiny_model_dir, "--steps", 1]
+    from_file = run("edit", photo_files["source"], photo_files["reference"], tmp_path / "box.png",
+                    "-o", tmp_path / "file.png", *common)
+    from_box = run("edit", photo_files["source"], photo_files["reference"], "--mask-box", "100,40,250,120",
+                   "-o", tmp_path / "box-option.png", *common)
+    assert from_file.exit_code == 0 and from_box.exit_code == 0, from_file.output + from_box.output
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "box-option.png")),
+                                  np.asarray(Image.open(tmp_path / "file.png")))
+
+
+@pytest.mark.parametrize("box, extra, message", [
+    ("100,40,250", [], "must be four whole numbers"),
+    ("a,b,c,d", [], "must be four whole numbers"),
+    ("250,40,100,120", [], "0 <= X0 < X1"),
+    ("100,40,452,120", [], "outside the 451x300 image"),
+    ("100,40,250,120", ["mask"], "give SRC REF pairs"),
+])
+def test_bad_mask_box_is_a_one_line_error(photo_files, tiny_model_dir, tmp_path, box, extra, message):
+    extra = [photo_files["mask"]] if extra else []
+    output = tmp_path / "edited.png"
+    result = run("edit", photo_files["source"], photo_files["reference"], *extra, "--mask-box", box, "-o", output,
+                 "--weights", tiny_model_dir, "--steps", 1)
+    assert result.exit_code == 2
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
+    assert not output.exists()

@@ -11,6 +11,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import MimicBrushError
 
@@ -34,7 +35,8 @@ def reports_user_errors(command: CommandT) -> CommandT:
         try:
             return command(*args, **kwargs)
         except MimicBrushError as error:
-            error_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+            error_console.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False,
+                                soft_wrap=True)
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt:
             error_console.print("[bold red]interrupted[/]")

@@ -7,3 +7,4 @@ from . import benchmark  # noqa: F401
 from . import prepare  # noqa: F401
 from . import train  # noqa: F401
 from . import benchmark_speed  # noqa: F401
+from . import serve  # noqa: F401

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..edit import EditJob, plan_output_paths, run_edits
-from ..imaging import PASTE_BACK_KERNELS
+from ..errors import MimicBrushError
+from ..imaging import PASTE_BACK_KERNELS, parse_box
 from ..pipeline import GENERATOR_DEVICES, MAX_SEED, EditSettings
 from ..speedups import SpeedOptions
 from .app import app, reports_user_errors
@@ -40,8 +41,12 @@ GeneratorDevice = Enum("GeneratorDevice", {device: device for device in GENERATO
 @app.command("edit")
 @reports_user_errors
 def edit_command(
-    inputs: Annotated[list[Path], typer.Argument(help="SRC REF MASK, repeated for several edits in one call.",
-                                                  show_default=False)],
+    inputs: Annotated[list[Path], typer.Argument(help="SRC REF MASK, repeated for several edits in one call "
+                                                  "(SRC REF pairs with --mask-box).", show_default=False)],
+    mask_box: Annotated[str | None, typer.Option("--mask-box", metavar="X0,Y0,X1,Y1",
+                                                 help="Edit this pixel box of every source (X1, Y1 exclusive) "
+                                                 "instead of reading MASK files; inputs are then SRC REF pairs.",
+                                                 show_default=False)] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Result image (default: <SRC>_edited.png "
                                                 "in the current folder); several results get -<edit>-<sample> suffixes.")] = None,
     keep_shape: Annotated[bool, typer.Option("--keep-shape", help="Keep the source's shape (depth-conditioned texture transfer).")] = False,
@@ -78,9 +83,15 @@ def edit_command(
                                              "memory; output differs slightly).")] = SpeedOptions.vae_tiling,
 ) -> None:
     """Repaint the white part of MASK in SRC by imitating the matching part of REF."""
-    if len(inputs) % 3:
-        raise typer.BadParameter("give SRC REF MASK triples", param_hint="INPUTS")
-    jobs = [EditJob(*inputs[index:index + 3]) for index in range(0, len(inputs), 3)]
+    if mask_box is not None:
+        box = parse_box(mask_box)
+        if len(inputs) % 2:
+            raise MimicBrushError("with --mask-box give SRC REF pairs (no MASK file)")
+        jobs = [EditJob(inputs[index], inputs[index + 1], box) for index in range(0, len(inputs), 2)]
+    else:
+        if len(inputs) % 3:
+            raise typer.BadParameter("give SRC REF MASK triples (or SRC REF pairs with --mask-box)", param_hint="INPUTS")
+        jobs = [EditJob(*inputs[index:index + 3]) for index in range(0, len(inputs), 3)]
     settings = EditSettings(steps=steps, guidance=guidance, keep_shape=keep_shape, crop=crop, seed=seed,
                             num_samples=num_samples, reference_cache=reference_cache, paste_back=paste_back.value,
                             generator_device=generator_device.value)

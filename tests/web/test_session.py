@@ -1,0 +1,219 @@
+"""The browser page's logic without a browser: inputs, masks, limits, one edit at a time, outputs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from mimicbrush_cli.cli.app import app
+from mimicbrush_cli.edit import edit_command_line
+from mimicbrush_cli.errors import MimicBrushError
+from mimicbrush_cli.imaging import load_mask
+from mimicbrush_cli.loading import load_pipeline
+from mimicbrush_cli.pipeline import EditSettings
+from mimicbrush_cli.web.session import (EditSession, ServeConfig, box_from_corners, check_upload, find_examples,
+                                        painted_mask)
+
+
+def layer(shape, painted):
+    """An RGBA layer with alpha 255 in the `painted` slices and 0 elsewhere."""
+    pixels = np.zeros(shape[:2] + (4,), np.uint8)
+    pixels[painted] = (10, 20, 30, 255)
+    return Image.fromarray(pixels, "RGBA")
+
+
+@pytest.fixture
+def page_inputs(photos):
+    source, reference, _ = photos
+    return Image.fromarray(source).convert("RGBA"), Image.fromarray(reference)
+
+
+def test_painted_mask_is_the_union_of_layers_and_ignores_erased_pixels():
+    first = layer((20, 30), np.s_[2:5, 3:9])
+    second = np.asarray(layer((20, 30), np.s_[10:12, 0:4])).copy()
+    second[10, 0, 3] = 0  # erased
+    mask = painted_mask([first, Image.fromarray(second, "RGBA")], (20, 30, 3))
+    expected = np.zeros((20, 30), bool)
+    expected[2:5, 3:9] = True
+    expected[10:12, 0:4] = True
+    expected[10, 0] = False
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_box_replaces_the_mask_image_which_replaces_the_painting(tiny_pipeline, page_inputs):
+    background, reference = page_inputs
+    session = EditSession(tiny_pipeline)
+    painted = [layer((300, 451), np.s_[0:10, 0:10])]
+    mask_image = np.zeros((300, 451), np.uint8)
+    mask_image[200:210, 300:310] = 255
+    mask_image = Image.fromarray(mask_image)
+    _, _, mask = session.read_inputs(background, painted, reference, "100,50,200,80", mask_image=mask_image)
+    expected = np.zeros((300, 451), bool)
+    expected[50:80, 100:200] = True
+    np.testing.assert_array_equal(mask, expected)
+    _, _, mask = session.read_inputs(background, painted, reference, "", mask_image=mask_image)
+    assert mask.sum() == 100 and mask[200:210, 300:310].all()
+    _, _, inverted = session.read_inputs(background, painted, reference, invert=True)
+    assert inverted.sum() == 300 * 451 - 100 and not inverted[:10, :10].any()
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("no-source", "no source image"),
+    ("no-reference", "no reference image"),
+    ("empty-mask", "mask is empty"),
+    ("layer-size", "painted layer size 10x10 differs from source size 451x300"),
+    ("box-outside", "mask box 400,0,500,10 is outside the 451x300 image"),
+    ("box-malformed", "must be four whole numbers"),
+    ("too-many-pixels", "source image is 451x300 = 0.1 MP, over the limit of 0.1 MP"),
+])
+def test_bad_page_inputs_are_one_line_errors(tiny_pipeline, page_inputs, problem, message):
+    background, reference = page_inputs
+    layers, box, config = [layer((300, 451), np.s_[100:120, 100:200])], "", ServeConfig()
+    if problem == "no-source":
+        background = None
+    elif problem == "no-reference":
+        reference = None
+    elif problem == "empty-mask":
+        layers = []
+    elif problem == "layer-size":
+        layers = [layer((10, 10), np.s_[:, :])]
+    elif problem == "box-outside":
+        box = "400,0,500,10"
+    elif problem == "box-malformed":
+        box = "1,2,3"
+    elif problem == "too-many-pixels":
+        config = ServeConfig(max_pixels=451 * 300 - 1)
+    with pytest.raises(MimicBrushError) as error:
+        EditSession(tiny_pipeline, config).read_inputs(background, layers, reference, box)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_two_clicked_corners_give_the_box_that_includes_both_pixels():
+    assert box_from_corners((30, 40), (10, 5)) == "10,5,31,41"
+    assert box_from_corners((10, 5), (30, 40)) == "10,5,31,41"
+
+
+def test_upload_that_is_not_an_image_names_the_file_not_the_server_path(tmp_path):
+    upload = tmp_path / "gradio-cache-1234" / "notes.png"
+    upload.parent.mkdir()
+    upload.write_text("not an image")
+    with pytest.raises(MimicBrushError) as error:
+        check_upload(upload, "notes.png", "reference image", max_pixels=10**6)
+    assert str(error.value) == "reference image notes.png is not a readable image"
+    Image.new("RGB", (40, 30)).save(upload)
+    assert check_upload(upload, "notes.png", "reference image", max_pixels=1200).shape == (30, 40, 3)
+    with pytest.raises(MimicBrushError, match="over the limit"):
+        check_upload(upload, "notes.png", "reference image", max_pixels=1199)
+
+
+def test_examples_are_found_next_to_the_package():
+    examples = find_examples()
+    assert set(examples) == {"motorcycle", "cat"}
+    assert examples["motorcycle"][2].name == "motorcycle_mask.png" and examples["cat"][1].name == "coffee.png"
+
+
+def test_edit_writes_pngs_and_its_command_reproduces_it(tiny_model_dir, photos, tmp_path, monkeypatch):
+    source, reference, mask = photos
+    config = ServeConfig(model_options=("--weights", str(tiny_model_dir), "--device", "cpu"))
+    session = EditSession(load_pipeline(weights=tiny_model_dir, device="cpu"), config, folder=tmp_path / "served")
+    settings = EditSettings(steps=2, seed=3, num_samples=2, crop=False)
+    steps = []
+    result = session.edit(source, reference, mask, settings, callback=lambda step, total: steps.append((step, total)))
+    assert steps == [(1, 2), (2, 2)]
+    assert [path.name for path in result.sample_paths] == ["edited-00.png", "edited-01.png"]
+    np.testing.assert_array_equal(load_mask(result.mask_path), mask)
+    assert result.command == ("mimicbrush edit source.png reference.png mask.png -o edited.png --steps 2 --seed 3 "
+                              f"--num-samples 2 --no-crop --weights {tiny_model_dir} --device cpu")
+
+    # Save the inputs as the command names them and run it: the same images come out.
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(source).save("source.png")
+    Image.fromarray(reference).save("reference.png")
+    (tmp_path / "mask.png").write_bytes(result.mask_path.read_bytes())
+    words = result.command.split()[1:]
+    cli = CliRunner().invoke(app, words)
+    assert cli.exit_code == 0, cli.output
+    for index, served in enumerate(result.sample_paths):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / f"edited-{index:02d}.png")),
+                                      np.asarray(Image.open(served)))
+
+
+class SlowPipeline:
+    """Records how many edits run at once."""
+
+    has_depth_model = False
+
+    def __init__(self):
+        self.running = self.most = 0
+        self.guard = threading.Lock()
+
+    def __call__(self, sources, references, masks, settings, callback=None):
+        with self.guard:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.2)
+        with self.guard:
+            self.running -= 1
+        return [[source] for source in sources]
+
+
+def test_one_edit_at_a_time_on_the_model(photos, tmp_path):
+    source, reference, mask = photos
+    pipeline = SlowPipeline()
+    session = EditSession(pipeline, folder=tmp_path)
+    threads = [threading.Thread(target=session.edit, args=(source, reference, mask, EditSettings(steps=1)))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert pipeline.most == 1
+
+
+def test_keep_shape_without_depth_model_is_an_error_in_the_session(photos, tmp_path):
+    source, reference, mask = photos
+    with pytest.raises(MimicBrushError, match="--keep-shape needs a depth model"):
+        EditSession(SlowPipeline(), folder=tmp_path).edit(source, reference, mask, EditSettings(keep_shape=True))
+
+
+def test_command_line_names_only_settings_that_differ_from_the_defaults():
+    assert edit_command_line("a b.png", "r.png", "m.png", "o.png", EditSettings()) == \
+        "mimicbrush edit 'a b.png' r.png m.png -o o.png"
+    settings = EditSettings(guidance=7.5, keep_shape=True, reference_cache=True)
+    assert edit_command_line("s.png", "r.png", "m.png", "o.png", settings, ("--model", "demo")) == \
+        "mimicbrush edit s.png r.png m.png -o o.png --guidance 7.5 --keep-shape --reference-cache --model demo"
+
+
+def test_page_disables_keep_shape_without_a_depth_model(tmp_path):
+    from mimicbrush_cli.web.page import NO_DEPTH_REASON, build_page
+
+    page = build_page(EditSession(SlowPipeline(), folder=tmp_path))
+    keep_shape = [block for block in page.blocks.values() if getattr(block, "elem_id", None) == "keep-shape"]
+    assert len(keep_shape) == 1
+    assert keep_shape[0].interactive is False and keep_shape[0].info == NO_DEPTH_REASON
+
+
+@pytest.mark.slow
+def test_cli_help_does_not_import_gradio():
+    code = ("import sys; from typer.testing import CliRunner; from mimicbrush_cli.cli.app import app; "
+            "result = CliRunner().invoke(app, ['--help']); assert 'serve' in result.output, result.output; "
+            "assert 'gradio' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_serve_without_gradio_names_the_extra(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "gradio" else
+                        find_spec(name, *args))
+    result = CliRunner().invoke(app, ["serve", "--model", "random-tiny"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: serve needs gradio: pip install 'mimicbrush-cli[serve]'"
