@@ -7,7 +7,6 @@ Each step of the released pre/post-processing is re-implemented here from the re
 ours on real photos. The model evaluation itself (U-Nets, reference attention) is ours in both paths.
 """
 
-from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -18,6 +17,8 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 from skimage import data
+
+from test_pipeline import captured_inputs
 
 from mimicbrush_cli import imaging
 from mimicbrush_cli.benchmark.speed import released_schedule
@@ -180,17 +181,6 @@ def portrait():
     return source, data.chelsea(), mask
 
 
-@contextmanager
-def captured(module):
-    """The (args, kwargs) of every forward call of `module` inside the block."""
-    calls = []
-    hook = module.register_forward_pre_hook(lambda _, args, kwargs: calls.append((args, kwargs)), with_kwargs=True)
-    try:
-        yield calls
-    finally:
-        hook.remove()
-
-
 def generated_square(pipeline, photos, settings):
     """The pipeline's decoded square before paste-back, and its final image."""
     squares = []
@@ -223,7 +213,7 @@ def test_mask_at_working_size_is_the_released_mask_processor(photos, portrait, w
 
 
 def vae_encoder_inputs(pipeline, photos, settings=EditSettings(steps=1, crop=False)):
-    with captured(pipeline.vae.encoder) as calls:
+    with captured_inputs(pipeline.vae.encoder) as calls:
         pipeline(*photos, settings)
     return [args[0] for args, _ in calls]
 
@@ -290,8 +280,8 @@ def test_random_draws_follow_the_released_order(tiny_pipeline, photos):
     with torch.no_grad():
         reference_latents, latents, masked_latents = released_draws(
             tiny_pipeline, released_inputs(tiny_pipeline, *photos), seed)
-    with captured(tiny_pipeline.reference_unet) as reference_calls, \
-            captured(tiny_pipeline.imitative_unet) as imitative_calls:
+    with captured_inputs(tiny_pipeline.reference_unet) as reference_calls, \
+            captured_inputs(tiny_pipeline.imitative_unet) as imitative_calls:
         tiny_pipeline(*photos, EditSettings(steps=1, crop=False, seed=seed))
     model_input = imitative_calls[0][0][0]  # (2, 13, h, w)
     torch.testing.assert_close(reference_calls[0][0][0][:1], reference_latents)
@@ -305,7 +295,7 @@ def test_first_of_several_samples_draws_the_released_noise(tiny_pipeline, photos
     seed = 11
     with torch.no_grad():
         _, latents, masked_latents = released_draws(tiny_pipeline, released_inputs(tiny_pipeline, *photos), seed)
-    with captured(tiny_pipeline.imitative_unet) as calls:
+    with captured_inputs(tiny_pipeline.imitative_unet) as calls:
         tiny_pipeline(*photos, EditSettings(steps=1, crop=False, seed=seed, num_samples=3))
     model_input = calls[0][0][0]  # (2·3, 13, h, w): 3 unconditional rows, then 3 conditional rows
     torch.testing.assert_close(model_input[3:4, :4], latents)
