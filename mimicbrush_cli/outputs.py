@@ -20,6 +20,14 @@ def check_image_output_path(path: Path) -> None:
         raise MimicBrushError(f"output {path} must end in one of {', '.join(sorted(IMAGE_SUFFIXES))}")
     if path.exists() and path.is_dir():
         raise MimicBrushError(f"output {path} is a directory")
+    # Checked before any work is done: the folder the output will be created in must be one, and writable.
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise MimicBrushError(f"cannot write {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise MimicBrushError(f"cannot write {path}: {ancestor} is not writable")
 
 
 def current_umask() -> int:

@@ -157,3 +157,14 @@ def test_bad_mask_box_is_a_one_line_error(photo_files, tiny_model_dir, tmp_path,
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
     assert not output.exists()
+
+
+def test_output_under_a_file_is_a_one_line_error_before_the_edit(photo_files, tmp_path):
+    (tmp_path / "plain-file").write_text("not a folder")
+    output = tmp_path / "plain-file" / "sub" / "edited.png"
+    # --weights names no model: reaching the model would be a different error
+    result = run("edit", photo_files["source"], photo_files["reference"], photo_files["mask"], "-o", output,
+                 "--weights", tmp_path / "no-such-model")
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "is a file, not a folder" in lines[0], result.output

@@ -59,8 +59,8 @@ from .samples import fit_long_side
 VideoPair = tuple
 METRICS = ("psnr", "ssim", "edge")
 EDITORS = ("model", "attention_off", "mean_fill", "homography", "model_mismatched", "autoencoder")
-# comparison name -> (editor, editor it is compared with)
 OVERVIEW_VIDEOS = 6
+# comparison name -> (editor, editor it is compared with)
 COMPARISONS = {"attention_gain": ("model", "attention_off"), "fill_margin": ("model", "mean_fill"),
                "reference_gain": ("model", "model_mismatched"), "homography_margin": ("model", "homography")}
 
