@@ -20,6 +20,7 @@ def test_benchmark_part_end_to_end_on_the_tiny_model(benchmark_dir, metric_model
     result = run(*arguments)
     assert result.exit_code == 0, result.output
     assert "MimicBrush" in result.output and "edited 3, resumed 0" in result.output
+    assert "part inner 3/3" in result.output  # not a terminal: a progress line per sample
     assert json.loads((tmp_path / "out" / "results.json").read_text())["count"] == 3
     again = run(*arguments)
     assert again.exit_code == 0 and "edited 0, resumed 3" in again.output
@@ -32,3 +33,29 @@ def test_benchmark_without_metric_weights_offline_is_one_line_error(benchmark_di
                  "--model", "random-tiny")
     assert result.exit_code == 2
     assert "--metrics-models" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_benchmark_recon_end_to_end_scores_every_editor(tiny_model_dir, tmp_path):
+    import numpy as np
+    from skimage import data
+
+    from mimicbrush_cli.data.shards import SHARDS_FOLDER, ShardWriter, encode_jpeg
+
+    (tmp_path / "prepared" / SHARDS_FOLDER).mkdir(parents=True)
+    writer = ShardWriter(tmp_path / "prepared" / SHARDS_FOLDER, "video-test")
+    for name, photo in (("cat", data.chelsea()), ("cup", data.coffee()), ("rocket", data.rocket())):
+        writer.add(f"v{name}_000", {"source.jpg": encode_jpeg(photo, 95),
+                                    "reference.jpg": encode_jpeg(np.roll(photo, 4, axis=1), 95)},
+                   {"kind": "video", "input": f"{name}.mp4"})
+    writer.commit({})
+    result = run("benchmark", "recon", tmp_path / "prepared", "-o", tmp_path / "out", "--weights", tiny_model_dir,
+                 "--steps", 1, "--long-side", 96, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "recon 3/3" in result.output and "attention gain" in result.output
+    stored = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(stored["summary"]["videos"]) == {"cat.mp4", "cup.mp4", "rocket.mp4"}
+    scores = stored["samples"]["vcat_000"]["scores"]
+    assert {"model", "attention_off", "mean_fill", "homography", "model_mismatched", "autoencoder"} <= set(scores)
+    assert scores["model"] != scores["attention_off"]  # the ablation really switched something off
+    assert (tmp_path / "out" / "overview.jpg").is_file()
