@@ -62,10 +62,15 @@ def _open_image(path: str | Path, what: str) -> Image.Image:
         image.load()
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise MimicBrushError(f"{what} is not a readable image: {path} ({type(error).__name__})") from None
+    return image
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit greyscale scaled to 8 bits: Pillow's convert("L") clips at 255, which turns a photo (or a
+    mask) all white."""
     values = np.asarray(image) if image.mode.startswith("I") else None
     if values is not None and (image.mode.startswith("I;16") or values.max() > 255):
-        # 16-bit greyscale: Pillow's convert("L") clips at 255, which turns a photo (or a mask) all white.
-        image = Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8), "L")
+        return Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8), "L")
     return image
 
 
@@ -76,6 +81,7 @@ def load_image(path: str | Path, what: str = "image") -> np.ndarray:
 
 def rgb_on_white(image: Image.Image) -> np.ndarray:
     """A decoded image as RGB uint8; transparent pixels are composited on white, as padding is."""
+    image = _eight_bit(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (WHITE, WHITE, WHITE, 255))
@@ -90,6 +96,7 @@ def load_mask(path: str | Path, invert: bool = False) -> np.ndarray:
 
 def mask_from_image(image: Image.Image, invert: bool = False) -> np.ndarray:
     """A decoded mask image as bool, True = edit, read as `load_mask` reads files."""
+    image = _eight_bit(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         alpha = np.asarray(image.convert("RGBA"))[..., 3]
         values = alpha if alpha.min() < 255 else np.asarray(image.convert("L"))

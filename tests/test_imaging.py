@@ -158,3 +158,6 @@ def test_sixteen_bit_greyscale_source_and_mask_keep_their_tones(tmp_path):
     np.testing.assert_array_equal(loaded[..., 0], photo)
     loaded_mask = imaging.load_mask(tmp_path / "mask16.png")
     assert loaded_mask.sum() == 100 * 200 and loaded_mask[150, 200] and not loaded_mask[50, 50]
+    # images decoded elsewhere (the browser page's uploads) go through the same conversion
+    np.testing.assert_array_equal(imaging.rgb_on_white(Image.open(tmp_path / "photo16.png"))[..., 0], photo)
+    np.testing.assert_array_equal(imaging.mask_from_image(Image.open(tmp_path / "mask16.png")), loaded_mask)

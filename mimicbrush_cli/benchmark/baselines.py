@@ -31,12 +31,17 @@ def reference_mean_colour(reference: np.ndarray) -> np.ndarray:
     return reference.reshape(-1, 3).mean(axis=0)
 
 
+def _mean_colour_prediction(source: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """A prediction of the source's size, all of the reference's mean colour."""
+    prediction = np.empty_like(source)
+    prediction[:] = np.rint(reference_mean_colour(reference)).astype(np.uint8)
+    return prediction
+
+
 def mean_fill(source: np.ndarray, reference: np.ndarray, mask: np.ndarray, *, keep_shape: bool = False,
               seed: int = 0) -> np.ndarray:
     """The source with its mask painted the reference's mean colour (through the blend mask)."""
-    prediction = np.empty_like(source)
-    prediction[:] = np.rint(reference_mean_colour(reference)).astype(np.uint8)
-    return paste_back(source, prediction, mask)
+    return paste_back(source, _mean_colour_prediction(source, reference), mask)
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,7 @@ def homography_fill(source: np.ndarray, reference: np.ndarray, mask: np.ndarray,
     """The reference warped into the source's frame fills the mask; mean colour where the warp has no pixels
     or no homography could be fitted."""
     fit = fit_homography(source, reference, mask)
-    prediction = np.empty_like(source)
-    prediction[:] = np.rint(reference_mean_colour(reference)).astype(np.uint8)
+    prediction = _mean_colour_prediction(source, reference)
     if fit.matrix is not None:
         height, width = source.shape[:2]
         warped = cv2.warpPerspective(reference, fit.matrix, (width, height), flags=cv2.INTER_LINEAR)
