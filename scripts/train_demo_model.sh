@@ -14,8 +14,8 @@ python -m mimicbrush_cli.data.demo_sources runs/demo/sources
 mimicbrush prepare runs/demo/sources/train_videos --sam runs/demo/sources/train_sam -o runs/demo/data/train \
   --recipe data_recipes/demo_train.yaml
 mimicbrush prepare runs/demo/sources/heldout_videos -o runs/demo/data/heldout --recipe data_recipes/demo_heldout.yaml
-python -m mimicbrush_cli.training.stages configs/demo_vae.yaml
-python -m mimicbrush_cli.training.stages configs/demo_image_encoder.yaml
+mimicbrush train --config configs/demo_vae.yaml --resume latest
+mimicbrush train --config configs/demo_image_encoder.yaml --resume latest
 mimicbrush train --config configs/train_demo.yaml --resume latest
 mimicbrush benchmark recon runs/demo/data/heldout --weights runs/demo/model -o runs/demo/recon --steps 50
 cp runs/demo/recon/overview.jpg docs/demo_model_recon.jpg

@@ -14,7 +14,8 @@ from ..config import load_config
 from ..data.dataset import TrainingDataConfig
 from ..errors import MimicBrushError
 
-TrainableModule = Literal["imitative_unet", "reference_unet", "image_projection", "depth_guider"]
+TrainableModule = Literal["imitative_unet", "reference_unet", "image_projection", "depth_guider", "vae",
+                          "image_encoder"]
 DEFAULT_TRAINABLE: tuple[TrainableModule, ...] = ("imitative_unet", "image_projection", "depth_guider")
 
 
@@ -63,10 +64,16 @@ class OptimizerConfig:
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
+    task: Literal["edit", "autoencoder", "contrastive"] = "edit"
+                                             # edit: the MimicBrush objective; autoencoder / contrastive: stage 0
+                                             # of a model from nothing, its VAE / image encoder (objective.py)
     reference_dropout: float = 0.1           # rows trained as the CFG branch (paper 10%, random)
     depth_dropout: float = 0.5               # rows whose depth-model input is all zeros (shape control off)
     token_dropout: float = 0.0               # rows that keep reference attention but see the all-zero image's
                                              # CLIP tokens, so the tokens cannot stand in for attention
+    crop_size: int = 0                       # autoencoder: random crops of this side (0: whole images)
+    kl_weight: float = 1e-6                  # autoencoder: SD's weight, near-deterministic latents
+    temperature: float = 0.07                # contrastive: CLIP's initial logit temperature
 
 
 @dataclass(frozen=True)
@@ -130,12 +137,29 @@ class TrainConfig:
                 raise MimicBrushError(f"config key {key} must be a probability in [0, 1], got {p}")
         if not self.trainable or len(set(self.trainable)) != len(self.trainable):
             raise MimicBrushError("config key trainable must list each trainable module once")
+        self._check_task()
         model = self.model
         required = {"folder": ("path",), "stable-diffusion": ("sd15", "sd_inpainting", "image_encoder")}
         needed = required.get(model.init, ())
         for key in needed:
             if getattr(model, key) is None:
                 raise MimicBrushError(f"config key model.{key} is required with model.init: {model.init}")
+
+
+    def _check_task(self) -> None:
+        stage_modules = {"autoencoder": "vae", "contrastive": "image_encoder"}
+        task = self.objective.task
+        if task in stage_modules:
+            module = stage_modules[task]
+            if tuple(self.trainable) != (module,):
+                raise MimicBrushError(f"objective.task {task} trains the {module} alone: set trainable: [{module}]")
+            if self.validation.every:
+                raise MimicBrushError(f"validation renders edits: set validation.every: 0 with objective.task {task}")
+        elif set(self.trainable) & set(stage_modules.values()):
+            raise MimicBrushError("the vae and image_encoder are trained by objective.task autoencoder / contrastive, "
+                                  "alone; the edit objective keeps them frozen")
+        if self.objective.crop_size < 0 or self.objective.kl_weight < 0 or self.objective.temperature <= 0:
+            raise MimicBrushError("config keys objective.crop_size, kl_weight must be >= 0 and temperature > 0")
 
 
 def load_train_config(source: str | Path | dict[str, Any] | None = None,

@@ -28,7 +28,7 @@ from .batches import DataPosition, MicroBatchStream, ResumableBatchSampler, open
 from .checkpointing import load_checkpoint, resolve_resume, save_checkpoint
 from .config import TrainConfig
 from .initialise import build_training_pipeline
-from .objective import TrainingModel, draw_randomness, encode_batch, micro_batch_generator
+from .objective import TrainingModel, fit_latent_scale, micro_batch_generator, micro_batch_inputs
 from .scalars import ScalarLog
 
 StepCallback = Callable[["StepReport"], None]
@@ -68,9 +68,7 @@ def make_optimizer(parameters, config) -> torch.optim.Optimizer:
 def place_for_training(pipeline, model: TrainingModel, device: torch.device, dtype: torch.dtype) -> None:
     """Trained modules stay fp32 (autocast does the mixed precision); frozen ones run in `dtype`."""
     pipeline.to(device)
-    frozen = [pipeline.vae, pipeline.image_encoder, pipeline.depth_estimator,
-              *(module for name, module in model._frozen.items() if name != "image_encoder")]
-    for module in frozen:
+    for module in (pipeline.depth_estimator, *model._frozen.values()):
         if module is not None and module.dtype != dtype:
             module.to(dtype)
 
@@ -91,7 +89,7 @@ def train(config: TrainConfig, dataset=None, validation_dataset=None, *, show_pr
     check_distributed_support(config, accelerator.distributed_type)
     output_dir = Path(config.output_dir)
     pipeline = build_training_pipeline(config.model)
-    model = TrainingModel(pipeline, config.trainable)
+    model = TrainingModel(pipeline, config.trainable, config.objective.kl_weight, config.objective.temperature)
     if config.gradient_checkpointing:
         for name in ("imitative_unet", "reference_unet"):
             if name in model.trained:
@@ -126,8 +124,8 @@ def train(config: TrainConfig, dataset=None, validation_dataset=None, *, show_pr
         if accelerator.is_main_process and config.validation.every > 0 else None
 
     result = TrainResult(output_dir=output_dir, step=step, pipeline=pipeline)
-    num_train_timesteps = pipeline.scheduler.config.num_train_timesteps
-    progress = _Progress(config.steps, step, enabled=show_progress and accelerator.is_main_process)
+    progress = _Progress(config.steps, step, enabled=show_progress and accelerator.is_main_process,
+                         every=config.log_every)
     started = time.perf_counter()
     try:
         with progress:
@@ -135,14 +133,10 @@ def train(config: TrainConfig, dataset=None, validation_dataset=None, *, show_pr
                 model.train()
                 micro_losses = []
                 for micro_batch in range(config.gradient_accumulation):
-                    batch = stream.next()
-                    batch_size, pixel_size = batch["source"].shape[0], batch["source"].shape[-1]
-                    randomness = draw_randomness(
+                    encoded = micro_batch_inputs(
+                        pipeline, stream.next(),
                         micro_batch_generator(config.seed, step, micro_batch, accelerator.process_index),
-                        batch_size, pixel_size // pipeline.vae_scale_factor, num_train_timesteps,
-                        config.objective.reference_dropout, config.objective.depth_dropout,
-                        config.objective.token_dropout)
-                    encoded = encode_batch(pipeline, batch, randomness)
+                        config.objective)
                     last = micro_batch == config.gradient_accumulation - 1
                     with nullcontext() if last else accelerator.no_sync(model):
                         loss = model(encoded)
@@ -182,6 +176,13 @@ def train(config: TrainConfig, dataset=None, validation_dataset=None, *, show_pr
         if log is not None:
             log.close()
     result.step = step
+    if config.objective.task == "autoencoder" and accelerator.is_main_process:
+        # The first items of epoch 0, at full size: the same images however the run went.
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(0)
+        images = torch.cat([torch.cat([dataset[index]["source"][None], dataset[index]["reference"][None]])
+                            for index in range(min(len(dataset), 16))])
+        pipeline.vae.register_to_config(scaling_factor=fit_latent_scale(pipeline.vae.eval(), images))
     if config.export is not None:
         from .export import export_trained_pipeline
 
@@ -225,31 +226,40 @@ class _Validation:
 
 
 class _Progress:
-    """rich progress for the main process: loss, lr, it/s and ETA."""
+    """Progress of the main process: a rich bar (loss, lr, it/s, ETA) on a terminal; off a terminal (a
+    log file, a pipe), a line every `every` steps, which a bar would not show until the end."""
 
-    def __init__(self, total: int, start: int, enabled: bool) -> None:
-        self.enabled = enabled
-        if not enabled:
-            return
+    def __init__(self, total: int, start: int, enabled: bool, every: int = 1) -> None:
         from rich.console import Console
+
+        self.enabled, self.total, self.every = enabled, total, every
+        self.console = Console(stderr=True)
+        self.progress = None
+        if not enabled or not self.console.is_terminal:
+            return
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                    TimeRemainingColumn)
 
         self.progress = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} it/s"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console)
         self.task = self.progress.add_task("train", total=total, completed=start, loss="-", lr="-", speed="-")
 
     def __enter__(self):
-        if self.enabled:
+        if self.progress is not None:
             self.progress.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.enabled:
+        if self.progress is not None:
             self.progress.__exit__(*exc)
 
     def update(self, step: int, loss: float, lr: float, speed: float) -> None:
-        if self.enabled:
+        if not self.enabled:
+            return
+        if self.progress is not None:
             self.progress.update(self.task, completed=step, loss=f"{loss:.4f}", lr=f"{lr:.2e}", speed=f"{speed:.2f}")
+        elif step % self.every == 0 or step == self.total:
+            self.console.print(f"train {step}/{self.total} loss {loss:.4f} lr {lr:.2e} {speed:.2f} it/s",
+                               highlight=False, soft_wrap=True)

@@ -24,12 +24,25 @@ the all-zero image too: the reference's global description then cannot stand in 
 Frozen encoders run outside the autograd graph in `encode_batch`; the trainable modules live in
 `TrainingModel`, the one `nn.Module` that accelerate wraps (DDP, FSDP, DeepSpeed), whose forward
 returns the loss.
+
+A model trained from nothing first needs what Stable Diffusion would give it (stage 0), trained by
+the same loop with another `objective.task`:
+
+- `autoencoder`: the VAE reconstructs both images of each row, on random crops of `crop_size`
+  (the VAE is convolutional: crops teach it the same at a fraction of the cost), loss
+  L1 + `kl_weight` · KL. At the end the loop sets the VAE's `scaling_factor` to 1 / std of its
+  latents, the convention that makes latents unit-variance (`fit_latent_scale`).
+- `contrastive`: the image encoder, CLIP-style between the two images of each row (two frames of a
+  video, or two augmentations of a photo): matching views embed alike, others apart. This is what
+  the frozen encoder is for in MimicBrush: a global description of the reference that survives
+  changes of view and light.
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +57,7 @@ from ..models.reference_attention import unused_reference_unet_parameters
 from ..models.unets import imitative_unet_input
 
 TRAINABLE_COMPONENTS = ("imitative_unet", "reference_unet", "image_projection", "depth_guider")
+STAGE_COMPONENTS = {"autoencoder": "vae", "contrastive": "image_encoder"}  # task → the one module it trains
 
 
 @dataclass
@@ -163,6 +177,59 @@ def encode_batch(pipeline, batch: dict, randomness: StepRandomness) -> EncodedBa
         clip_pixel_values=clip_pixels, depth=depth.float(), keep_reference=keep_reference, pixel_size=pixel_size)
 
 
+@dataclass
+class AutoencoderBatch:
+    """Images for `objective.task: autoencoder`: source and reference of every row, cropped."""
+
+    images: torch.Tensor             # (2B, 3, c, c) in [-1, 1]
+    vae_noise: torch.Tensor          # (2B, 4, c/f, c/f): the posterior sample's noise
+
+
+@dataclass
+class ContrastiveBatch:
+    """Two views per row for `objective.task: contrastive`, as CLIP pixel values."""
+
+    views: tuple[torch.Tensor, torch.Tensor]  # (B, 3, c, c) each: row i of one matches row i of the other
+
+
+def random_crops(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """A `size` square from each of (N, 3, S, S) `images`, at corners drawn from `generator`."""
+    side = images.shape[-1]
+    if not size or size >= side:
+        return images
+    corners = torch.randint(0, side - size + 1, (images.shape[0], 2), generator=generator).tolist()
+    return torch.stack([image[:, top:top + size, left:left + size] for image, (top, left) in zip(images, corners)])
+
+
+def micro_batch_inputs(pipeline, batch: dict, generator: torch.Generator, objective) -> Any:
+    """What `TrainingModel.forward` takes for one collated micro-batch under `objective` (an
+    `ObjectiveConfig`); every random draw comes from `generator`."""
+    if objective.task == "autoencoder":
+        images = torch.stack([batch["source"], batch["reference"]], dim=1).flatten(0, 1)  # (2B, 3, S, S)
+        images = random_crops(images.to(pipeline.device, torch.float32), objective.crop_size, generator)
+        latent_size = images.shape[-1] // pipeline.vae_scale_factor
+        noise = torch.randn((images.shape[0], pipeline.vae.config.latent_channels, latent_size, latent_size),
+                            generator=generator)
+        return AutoencoderBatch(images=images, vae_noise=noise.to(pipeline.device))
+    if objective.task == "contrastive":
+        return ContrastiveBatch(views=tuple(clip_pixel_values(batch[name].to(pipeline.device), pipeline.feature_extractor)
+                                            for name in ("source", "reference")))
+    randomness = draw_randomness(generator, batch["source"].shape[0],
+                                 batch["source"].shape[-1] // pipeline.vae_scale_factor,
+                                 pipeline.scheduler.config.num_train_timesteps, objective.reference_dropout,
+                                 objective.depth_dropout, objective.token_dropout)
+    return encode_batch(pipeline, batch, randomness)
+
+
+@torch.no_grad()
+def fit_latent_scale(vae, images: torch.Tensor, batch_size: int = 8) -> float:
+    """1 / std of the VAE's latent means over (N, 3, S, S) `images`: the `scaling_factor` that makes
+    latents unit-variance, as SD's 0.18215 does for its VAE."""
+    latents = torch.cat([vae.encode(chunk.to(vae.device, vae.dtype)).latent_dist.mean.float()
+                         for chunk in images.split(batch_size)])
+    return float(1.0 / latents.std())
+
+
 # ------------------------------------------------------------------------------ the model
 class TrainingModel(nn.Module):
     """The trainable modules of a pipeline as one `nn.Module`; `forward(EncodedBatch)` is the loss.
@@ -172,15 +239,16 @@ class TrainingModel(nn.Module):
     pipeline's own objects: training them trains the pipeline.
     """
 
-    def __init__(self, pipeline, trainable: tuple[str, ...]) -> None:
+    def __init__(self, pipeline, trainable: tuple[str, ...], kl_weight: float = 1e-6, temperature: float = 0.07) -> None:
         super().__init__()
-        unknown = set(trainable) - set(TRAINABLE_COMPONENTS)
+        components = (*TRAINABLE_COMPONENTS, *STAGE_COMPONENTS.values())
+        unknown = set(trainable) - set(components)
         if unknown:
             raise ValueError(f"not a trainable component: {sorted(unknown)}")
         self.trained = nn.ModuleDict({name: getattr(pipeline, name) for name in trainable})
-        self._frozen = {name: getattr(pipeline, name) for name in TRAINABLE_COMPONENTS if name not in trainable}
-        self._frozen["image_encoder"] = pipeline.image_encoder
+        self._frozen = {name: getattr(pipeline, name) for name in components if name not in trainable}
         self.bank = pipeline.bank
+        self.kl_weight, self.temperature = kl_weight, temperature
         for name, module in self.trained.items():
             module.train().requires_grad_(True)
         for module in self._frozen.values():
@@ -200,7 +268,7 @@ class TrainingModel(nn.Module):
         """The imitative U-Net's (B, 4, h, w) prediction of `batch.target`, reference features written first."""
         imitative_unet = self.component("imitative_unet")
         reference_unet = self.component("reference_unet")
-        tokens = encode_reference_tokens(self._frozen["image_encoder"], self.component("image_projection"),
+        tokens = encode_reference_tokens(self.component("image_encoder"), self.component("image_projection"),
                                          batch.clip_pixel_values)  # (B, T, D)
         depth_latents = self.component("depth_guider")(batch.depth, batch.pixel_size)  # (B, 4, h, w)
 
@@ -227,8 +295,25 @@ class TrainingModel(nn.Module):
         dtype = imitative_unet.dtype
         return imitative_unet(model_input.to(dtype), batch.timesteps, encoder_hidden_states=tokens.to(dtype)).sample
 
-    def forward(self, batch: EncodedBatch) -> torch.Tensor:
+    def forward(self, batch: EncodedBatch | AutoencoderBatch | ContrastiveBatch) -> torch.Tensor:
+        if isinstance(batch, AutoencoderBatch):
+            return self.autoencoder_loss(batch)
+        if isinstance(batch, ContrastiveBatch):
+            return self.contrastive_loss(batch)
         loss = F.mse_loss(self.predict(batch).float(), batch.target.float())
         if "reference_unet" in self.trained and not bool(batch.keep_reference.any()):
             loss = loss + 0.0 * sum(features.float().mean() for features in self.bank.features if features is not None)
         return loss
+
+    def autoencoder_loss(self, batch: AutoencoderBatch) -> torch.Tensor:
+        vae = self.component("vae")
+        posterior = vae.encode(batch.images).latent_dist
+        reconstruction = vae.decode(posterior.mean + posterior.std * batch.vae_noise).sample
+        return F.l1_loss(reconstruction, batch.images) + self.kl_weight * posterior.kl().mean()
+
+    def contrastive_loss(self, batch: ContrastiveBatch) -> torch.Tensor:
+        encoder = self.component("image_encoder")
+        embeddings = [F.normalize(encoder(pixel_values=view).image_embeds, dim=-1) for view in batch.views]
+        logits = embeddings[0] @ embeddings[1].T / self.temperature  # (B, B): row i matches row i
+        targets = torch.arange(logits.shape[0], device=logits.device)
+        return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2

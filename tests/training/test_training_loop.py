@@ -83,3 +83,10 @@ def test_two_processes_keep_identical_replicas(tmp_path):
     assert ranks[0]["digest"] == ranks[1]["digest"]
     assert ranks[0]["digest"] != ranks[0]["initial_digest"]
     assert ranks[0]["losses"] == ranks[1]["losses"]
+
+
+def test_progress_off_a_terminal_is_a_line_every_log_interval(tmp_path, capsys):
+    train(tiny_config(tmp_path / "run", steps=4, batch_size=1, log_every=2), PhotoPairs(length=2), show_progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train ")]
+    assert [line.split()[1] for line in lines] == ["2/4", "4/4"]
+    assert all(" loss " in line and " it/s" in line for line in lines)
