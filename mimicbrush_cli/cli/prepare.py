@@ -12,13 +12,12 @@ from rich.table import Table
 
 from ..config import load_config
 from ..data.prepare import PrepareConfig, PrepareSummary, prepare
-from .app import app, reports_user_errors
+from .app import app
 
 console = Console(stderr=True)
 
 
 @app.command("prepare")
-@reports_user_errors
 def prepare_command(
     videos: Annotated[Path | None, typer.Argument(help="Folder of videos (mp4, mov, mkv, webm, avi), searched "
                                                    "recursively.", show_default=False)] = None,

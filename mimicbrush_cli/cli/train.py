@@ -10,7 +10,7 @@ import yaml
 from rich.console import Console
 
 from ..errors import MimicBrushError
-from .app import app, reports_user_errors
+from .app import app, quiet_libraries
 
 console = Console(stderr=True)
 
@@ -36,7 +36,6 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 @app.command("train")
-@reports_user_errors
 def train_command(
     config: Annotated[Path, typer.Option("--config", "-c", help="Training config (YAML); see configs/train_*.yaml.")],
     set_: Annotated[list[str], typer.Option("--set", help="Override a config key: --set optimizer.lr=1e-4 "
@@ -53,6 +52,7 @@ def train_command(
     Multi-GPU / multi-node: `accelerate launch --config_file configs/accelerate/ddp.yaml "$(which mimicbrush)"
     train --config CFG`.
     """
+    quiet_libraries()
     from ..training import load_train_config, train
 
     overrides = parse_overrides(set_)
