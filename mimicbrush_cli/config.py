@@ -39,12 +39,33 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def parse_value(text: str) -> Any:
+    """A `--set` value: a YAML scalar, except that `1e-4` is a number (YAML 1.1 would keep it a string)."""
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
+    """`--set KEY=VALUE` options as {dotted key: value text}; `load_config` parses the values."""
+    overrides = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key.strip():
+            raise MimicBrushError(f"--set expects KEY=VALUE (e.g. optimizer.lr=1e-4), got {pair!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
 def load_config(cls: type[ConfigT], source: str | Path | Mapping[str, Any] | None = None,
                 overrides: Mapping[str, Any] | None = None) -> ConfigT:
     """Build dataclass `cls` from a YAML file or mapping, then apply dotted-key `overrides`.
 
     `overrides` maps dotted keys (`"optimizer.lr"`) to values, as given on a command line; strings
-    are parsed as YAML scalars so `--set optimizer.lr=1e-4` yields a float.
+    are parsed by `parse_value`, so `--set optimizer.lr=1e-4` yields a float.
     """
     if source is None:
         data: dict[str, Any] = {}
@@ -53,7 +74,7 @@ def load_config(cls: type[ConfigT], source: str | Path | Mapping[str, Any] | Non
     else:
         data = read_yaml(source)
     for dotted_key, value in (overrides or {}).items():
-        _set_dotted(data, dotted_key, yaml.safe_load(value) if isinstance(value, str) else value)
+        _set_dotted(data, dotted_key, parse_value(value) if isinstance(value, str) else value)
     return _build(cls, data, prefix="")
 
 

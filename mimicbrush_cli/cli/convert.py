@@ -21,7 +21,9 @@ def convert_command(
     """Convert the released MimicBrush weights (pickles) into a safe, faster-loading safetensors folder."""
     quiet_libraries()
     from ..models.checkpoints import convert_released_weights
+    from ..outputs import check_folder_output_path
 
+    check_folder_output_path(destination)
     with console.status("converting (the released checkpoint needs ~10 GB of RAM)"):
         convert_released_weights(source, destination)
     console.print(f"[green]wrote[/] {destination}")
