@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
-from .errors import MimicBrushError
+from .errors import MimicBrushError, first_line
 
 ConfigT = TypeVar("ConfigT")
 
@@ -29,9 +29,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise MimicBrushError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise MimicBrushError(f"cannot read config {path}{where}: {error.problem or error.context}") from error
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise MimicBrushError(f"cannot read config {path}: {first_line}") from None
+        raise MimicBrushError(f"cannot read config {path}: {first_line(error)}") from error
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -70,6 +70,9 @@ def load_pipeline_folder(folder: Path):
     from .pipeline import MimicBrushPipeline
 
     folder = Path(folder)
+    if folder.is_file():
+        raise MimicBrushError(f"--weights takes a folder, and {folder} is a file (pass the folder that holds "
+                              "model_index.json, or the released layout's folder)")
     if not folder.is_dir():
         raise MimicBrushError(f"weights folder not found: {folder}")
     if (folder / "model_index.json").is_file():

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from mimicbrush_cli.cli.app import app
+from mimicbrush_cli.errors import MimicBrushError
+from mimicbrush_cli.loading import load_pipeline_folder
 
 runner = CliRunner()
 
@@ -63,3 +66,9 @@ def test_train_steps_0_is_refused(tmp_path):
 def test_prepare_set_without_a_value_is_the_same_error_as_train(tmp_path):
     line = one_error_line("prepare", tmp_path, "-o", tmp_path / "out", "--set", "ssim_min")
     assert line == "error: --set expects KEY=VALUE (e.g. optimizer.lr=1e-4), got 'ssim_min'"
+
+
+def test_weights_that_name_a_file_say_it_is_a_file(tmp_path):
+    weights = a_file(tmp_path)
+    with pytest.raises(MimicBrushError, match=f"--weights takes a folder, and {weights} is a file"):
+        load_pipeline_folder(weights)
