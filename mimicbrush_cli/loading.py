@@ -80,7 +80,7 @@ def load_pipeline_folder(folder: Path):
             with _without_transformers_progress_bars():  # a local load takes a second: no bar on the terminal
                 return MimicBrushPipeline.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError, KeyError) as error:
-            raise MimicBrushError(f"cannot load model folder {folder}: {first_line(error)}") from None
+            raise MimicBrushError(f"cannot load model folder {folder}: {first_line(error)}") from error
     if is_released_layout(folder):
         return load_released_pipeline(released_layout(folder))
     raise MimicBrushError(f"{folder} is neither a model folder (model_index.json) nor the released layout "

@@ -123,7 +123,7 @@ def _weights_file(folder: Path | None, name: str, url: str, offline: bool, insta
         torch.hub.download_url_to_file(url, os.fspath(cached), progress=False)
     except OSError as error:  # URLError and socket errors are OSErrors
         raise MimicBrushError(f"cannot download LPIPS weights {name} ({type(error).__name__}); "
-                              "pass --metrics-models DIR with the files in lpips/") from None
+                              "pass --metrics-models DIR with the files in lpips/") from error
     return cached
 
 

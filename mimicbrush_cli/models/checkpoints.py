@@ -112,7 +112,7 @@ def download_released_layout() -> ReleasedLayout:
         except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as error:
             raise MimicBrushError(
                 f"cannot download {repo_id} from the Hugging Face Hub ({type(error).__name__}); download the "
-                "released weights elsewhere and pass their folder with --weights DIR") from None
+                "released weights elsewhere and pass their folder with --weights DIR") from error
     layout = ReleasedLayout(cleansd=folders["cleansd"], mimicbrush=folders["MimicBrush"])
     layout.check_complete()
     return layout

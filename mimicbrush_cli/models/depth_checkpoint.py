@@ -222,7 +222,7 @@ def load_depth_anything_from_original(path: str | Path,
         config = config if config is not None else depth_anything_config_from_original(original)
         state_dict = convert_original_depth_anything_state_dict(original, config)
     except MimicBrushError as error:
-        raise MimicBrushError(f"{path.name}: {error}") from None
+        raise MimicBrushError(f"{path.name}: {error}") from error
 
     # Built on the meta device and filled by assignment: no time spent on a random init that the
     # file overwrites anyway (the model has no buffers, so every tensor comes from the file).
