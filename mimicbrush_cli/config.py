@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
-from .errors import MimicBrushError
+from .errors import MimicBrushError, first_line
 
 ConfigT = TypeVar("ConfigT")
 
@@ -29,9 +29,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise MimicBrushError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise MimicBrushError(f"cannot read config {path}{where}: {error.problem or error.context}") from error
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise MimicBrushError(f"cannot read config {path}: {first_line}") from None
+        raise MimicBrushError(f"cannot read config {path}: {first_line(error)}") from error
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -39,12 +42,33 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def parse_value(text: str) -> Any:
+    """A `--set` value: a YAML scalar, except that `1e-4` is a number (YAML 1.1 would keep it a string)."""
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
+    """`--set KEY=VALUE` options as {dotted key: value text}; `load_config` parses the values."""
+    overrides = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key.strip():
+            raise MimicBrushError(f"--set expects KEY=VALUE (e.g. optimizer.lr=1e-4), got {pair!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
 def load_config(cls: type[ConfigT], source: str | Path | Mapping[str, Any] | None = None,
                 overrides: Mapping[str, Any] | None = None) -> ConfigT:
     """Build dataclass `cls` from a YAML file or mapping, then apply dotted-key `overrides`.
 
     `overrides` maps dotted keys (`"optimizer.lr"`) to values, as given on a command line; strings
-    are parsed as YAML scalars so `--set optimizer.lr=1e-4` yields a float.
+    are parsed by `parse_value`, so `--set optimizer.lr=1e-4` yields a float.
     """
     if source is None:
         data: dict[str, Any] = {}
@@ -53,7 +77,7 @@ def load_config(cls: type[ConfigT], source: str | Path | Mapping[str, Any] | Non
     else:
         data = read_yaml(source)
     for dotted_key, value in (overrides or {}).items():
-        _set_dotted(data, dotted_key, yaml.safe_load(value) if isinstance(value, str) else value)
+        _set_dotted(data, dotted_key, parse_value(value) if isinstance(value, str) else value)
     return _build(cls, data, prefix="")
 
 

@@ -53,7 +53,7 @@ def read_job(job: EditJob, invert_mask: bool):
             mask = imaging.load_mask(job.mask, invert=invert_mask)
         imaging.check_edit_inputs(source, reference, mask)
     except MimicBrushError as error:
-        raise MimicBrushError(f"{job.source.name}: {error}") from None
+        raise MimicBrushError(f"{job.source.name}: {error}") from error
     return source, reference, mask
 
 

@@ -61,7 +61,7 @@ def _open_image(path: str | Path, what: str) -> Image.Image:
         image = Image.open(path)
         image.load()
     except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise MimicBrushError(f"{what} is not a readable image: {path} ({type(error).__name__})") from None
+        raise MimicBrushError(f"{what} is not a readable image: {path} ({type(error).__name__})") from error
     return image
 
 

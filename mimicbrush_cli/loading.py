@@ -70,6 +70,9 @@ def load_pipeline_folder(folder: Path):
     from .pipeline import MimicBrushPipeline
 
     folder = Path(folder)
+    if folder.is_file():
+        raise MimicBrushError(f"--weights takes a folder, and {folder} is a file (pass the folder that holds "
+                              "model_index.json, or the released layout's folder)")
     if not folder.is_dir():
         raise MimicBrushError(f"weights folder not found: {folder}")
     if (folder / "model_index.json").is_file():
@@ -77,7 +80,7 @@ def load_pipeline_folder(folder: Path):
             with _without_transformers_progress_bars():  # a local load takes a second: no bar on the terminal
                 return MimicBrushPipeline.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError, KeyError) as error:
-            raise MimicBrushError(f"cannot load model folder {folder}: {first_line(error)}") from None
+            raise MimicBrushError(f"cannot load model folder {folder}: {first_line(error)}") from error
     if is_released_layout(folder):
         return load_released_pipeline(released_layout(folder))
     raise MimicBrushError(f"{folder} is neither a model folder (model_index.json) nor the released layout "

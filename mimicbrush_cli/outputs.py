@@ -20,8 +20,19 @@ def check_image_output_path(path: Path) -> None:
         raise MimicBrushError(f"output {path} must end in one of {', '.join(sorted(IMAGE_SUFFIXES))}")
     if path.exists() and path.is_dir():
         raise MimicBrushError(f"output {path} is a directory")
-    # Checked before any work is done: the folder the output will be created in must be one, and writable.
-    ancestor = path.parent
+    _check_writable_from(path.parent, path)
+
+
+def check_folder_output_path(path: Path) -> None:
+    """Before any work: `path` can be created as a folder (or is one) and written in."""
+    if path.exists() and not path.is_dir():
+        raise MimicBrushError(f"output {path} is a file, not a folder")
+    _check_writable_from(path, path)
+
+
+def _check_writable_from(folder: Path, path: Path) -> None:
+    # The nearest existing folder on the way to `path` must be a folder, and writable.
+    ancestor = folder
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():

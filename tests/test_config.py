@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from mimicbrush_cli.config import load_config
+from mimicbrush_cli.config import load_config, read_yaml
 from mimicbrush_cli.errors import MimicBrushError
 
 
@@ -40,3 +40,12 @@ def test_dotted_overrides_are_parsed_as_yaml():
     config = load_config(Outer, {}, {"inner.lr": "3e-4", "steps": "7", "path": "runs/x", "inner.names": "[a, b]"})
     assert config.inner.lr == 3e-4 and config.steps == 7 and config.path == Path("runs/x")
     assert config.inner.names == ("a", "b")
+
+
+def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("sample_fps: 2\nssim_min: [0.2\nssim_max: 0.8\n")
+    with pytest.raises(MimicBrushError) as caught:
+        read_yaml(path)
+    assert str(caught.value).startswith(f"cannot read config {path} at line 3, column 9: ")
+    assert "\n" not in str(caught.value)

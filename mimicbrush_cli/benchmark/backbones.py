@@ -83,7 +83,7 @@ def resolve_model_folder(name: str, what: str) -> Path:
     except errors as error:
         reason = "the Hub is offline" if hub_offline() or isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)) \
             else type(error).__name__
-        raise MimicBrushError(f"{what} weights {name} are not available ({reason}); {METRICS_MODELS_HINT}") from None
+        raise MimicBrushError(f"{what} weights {name} are not available ({reason}); {METRICS_MODELS_HINT}") from error
 
 
 def _device(name: str) -> torch.device:
@@ -111,7 +111,7 @@ class DinoEmbedder:
             self.processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
             self.model = Dinov2Model.from_pretrained(folder, local_files_only=True).to(device).eval()
         except (OSError, ValueError) as error:
-            raise MimicBrushError(f"cannot load DINOv2 from {folder}: {first_line(error)}") from None
+            raise MimicBrushError(f"cannot load DINOv2 from {folder}: {first_line(error)}") from error
         self.device = device
 
     @torch.no_grad()
@@ -131,7 +131,7 @@ class ClipEmbedder:
             self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
             self.model = CLIPModel.from_pretrained(folder, local_files_only=True).to(device).eval()
         except (OSError, ValueError) as error:
-            raise MimicBrushError(f"cannot load CLIP from {folder}: {first_line(error)}") from None
+            raise MimicBrushError(f"cannot load CLIP from {folder}: {first_line(error)}") from error
         self.device = device
 
     @torch.no_grad()

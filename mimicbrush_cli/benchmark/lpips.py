@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MimicBrushError
+from ..models.pickles import load_weights_pickle
 
 TRUNK_FILE = "alexnet-owt-7be5be79.pth"
 TRUNK_URL = f"https://download.pytorch.org/models/{TRUNK_FILE}"
@@ -122,15 +123,12 @@ def _weights_file(folder: Path | None, name: str, url: str, offline: bool, insta
         torch.hub.download_url_to_file(url, os.fspath(cached), progress=False)
     except OSError as error:  # URLError and socket errors are OSErrors
         raise MimicBrushError(f"cannot download LPIPS weights {name} ({type(error).__name__}); "
-                              "pass --metrics-models DIR with the files in lpips/") from None
+                              "pass --metrics-models DIR with the files in lpips/") from error
     return cached
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file; torch raises several unrelated types
-        raise MimicBrushError(f"cannot read LPIPS weights {path}: {type(error).__name__}") from None
+    return load_weights_pickle(path, "LPIPS weights")
 
 
 def load_lpips(folder: str | Path | None = None, offline: bool = False) -> LPIPS:

@@ -80,7 +80,7 @@ class SampleStore:
             return json.loads(self.record_path(sample_id).read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             raise MimicBrushError(f"cannot read {self.record_path(sample_id)}: {type(error).__name__}; "
-                                  "delete it to redo that sample") from None
+                                  "delete it to redo that sample") from error
 
     def save(self, sample_id: str, record: Mapping[str, Any]) -> None:
         write_json(self.record_path(sample_id), dict(record))

@@ -90,7 +90,7 @@ def read_sample(sample_id: str, files: dict[str, Path], split: str, long_side: i
         ground_truth = load_image(files[truth_role], "ground truth") if truth_role else None
         prompt = files["prompt"].read_text(encoding="utf-8").strip() if "prompt" in files else None
     except (MimicBrushError, OSError, UnicodeDecodeError) as error:
-        raise BrokenSample(str(error)) from None
+        raise BrokenSample(str(error)) from error
     if source_mask.shape != source.shape[:2]:
         raise BrokenSample(f"source mask is {source_mask.shape[1]}x{source_mask.shape[0]}, "
                            f"source is {source.shape[1]}x{source.shape[0]}")

@@ -1,51 +1,72 @@
-"""The `mimicbrush` Typer application and the user-error boundary shared by every command."""
+"""The `mimicbrush` Typer application and its one error boundary.
+
+A `MimicBrushError` (bad input, missing weights, an unreadable file) reaches the user as one line,
+`error: ...`, and exit code 2; Ctrl-C exits with 130. `MIMICBRUSH_DEBUG=1` shows the full traceback
+instead. Any other exception is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from ..errors import MimicBrushError
 
-app = typer.Typer(
-    name="mimicbrush",
-    help="Reference-imitation image editing (MimicBrush): edit, prepare data, train, benchmark.",
-    rich_markup_mode="rich",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    add_completion=False,
-)
+DEBUG_VARIABLE = "MIMICBRUSH_DEBUG"
 error_console = Console(stderr=True)
 
-CommandT = TypeVar("CommandT", bound=Callable[..., Any])
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def reports_user_errors(command: CommandT) -> CommandT:
-    """Turn a `MimicBrushError` (or Ctrl-C) raised inside a command into one line and exit code 2 (130)."""
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+class ErrorBoundary(TyperGroup):
+    """The root command group: every subcommand, its option parsing included, runs inside `invoke`.
+
+    The boundary sits here rather than around `app()` in `main()` so that Typer's test runner, which
+    calls the group directly, sees what a user sees.
+    """
+
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
-            return command(*args, **kwargs)
+            return super().invoke(ctx)
         except MimicBrushError as error:
+            if debugging():
+                raise
             error_console.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False,
                                 soft_wrap=True)
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt:
+            if debugging():
+                raise
             error_console.print("[bold red]interrupted[/]")
             raise typer.Exit(code=130) from None
-    return wrapper  # type: ignore[return-value]
 
 
-def _quiet_libraries() -> None:
-    """Library chatter (dtype notes, backend fallbacks) is not for CLI users; errors still show."""
+app = typer.Typer(
+    name="mimicbrush",
+    cls=ErrorBoundary,
+    help="Reference-imitation image editing (MimicBrush): edit, prepare data, train, benchmark.",
+    rich_markup_mode=None,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+
+def quiet_libraries() -> None:
+    """Library chatter (dtype notes, backend fallbacks) is not for CLI users; errors still show.
+
+    Called by the commands that load models, so that the CLI starts (and `--help` answers) without
+    importing diffusers or transformers.
+    """
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -63,5 +84,4 @@ def main() -> None:
     app()
 
 
-_quiet_libraries()
 _register_commands()

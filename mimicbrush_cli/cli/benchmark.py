@@ -18,8 +18,8 @@ from ..benchmark.recon import ReconSettings, load_video_pairs, run_recon
 from ..benchmark.report import PAPER_ROWS, RECON_DIFFERENCES, RECON_ROWS, SPLIT_TITLES, TASK_TITLES, results_table
 from ..benchmark.runner import BenchmarkSettings, run_benchmark
 from ..pipeline import MAX_SEED
-from .app import app, reports_user_errors
-from .edit import Device, DType
+from .app import app, quiet_libraries
+from .options import Device, DType, Model, Weights, dtype_name
 
 benchmark_app = typer.Typer(help="Score a model: the paper's benchmarks (texture, part) and a reconstruction check.",
                             no_args_is_help=True)
@@ -37,9 +37,6 @@ Output = Annotated[Path | None, typer.Option("-o", "--output", help="Results fol
 Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Edit seed, the same for every sample.")]
 LongSide = Annotated[int, typer.Option("--long-side", min=0, help="Resize every input's long side to this before "
                                        "editing and scoring (0: keep; 512: the released benchmark runner).")]
-Weights = Annotated[Path | None, typer.Option(help="Local weights folder: our format or the released layout.")]
-Model = Annotated[str | None, typer.Option(help="demo (bundled, default), released (Hugging Face Hub), random-tiny, "
-                                           "random-released (noise: for tests).")]
 Steps = Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps.")]
 Guidance = Annotated[float, typer.Option(min=0.0, help="Classifier-free guidance scale.")]
 Crop = Annotated[bool, typer.Option("--crop/--no-crop", help="Edit a context crop around the mask (as `edit`).")]
@@ -67,9 +64,10 @@ def _progress(description: str) -> Iterator[Callable[[int, int, str], None]]:
 def _run_task(task: str, data_dir: Path, split: Split, output: Path | None, seed: int, long_side: int,
               weights: Path | None, model: str | None, steps: int, guidance: float, crop: bool, device: Device,
               dtype: DType, metrics_models: Path | None) -> None:
+    quiet_libraries()
     settings = BenchmarkSettings(task=task, split=split.value, seed=seed, long_side=long_side)
     editor = make_pipeline_editor(weights=weights, model=model, device=device.value,
-                                  dtype=None if dtype is DType.auto else dtype.value, steps=steps, guidance=guidance,
+                                  dtype=dtype_name(dtype), steps=steps, guidance=guidance,
                                   crop=crop)
     sources = (MetricModels.from_folder(metrics_models, device=device.value) if metrics_models
                else MetricModels(device=device.value))
@@ -102,7 +100,7 @@ def _task_command(task: str, keep_shape_note: str):
                   metrics_models)
 
     command.__doc__ = f"The paper's {TASK_TITLES[task]} benchmark ({keep_shape_note}). Re-running resumes."
-    return reports_user_errors(command)
+    return command
 
 
 benchmark_app.command("texture")(_task_command("texture", "edits with --keep-shape"))
@@ -110,7 +108,6 @@ benchmark_app.command("part")(_task_command("part", "edits without --keep-shape"
 
 
 @benchmark_app.command("recon")
-@reports_user_errors
 def recon_command(
     shards: Annotated[list[Path], typer.Argument(help="Held-out data folders written by `mimicbrush prepare` "
                                                  "(their video pairs are used).")],
@@ -122,9 +119,10 @@ def recon_command(
 ) -> None:
     """Mask each held-out source and repaint it with the model, the model without reference attention, a
     mean-colour fill, a homography warp and the model with a mismatched reference; compare them."""
+    quiet_libraries()
     settings = ReconSettings(seed=seed, box_fraction=box_fraction, long_side=long_side)
     editor = make_pipeline_editor(weights=weights, model=model, device=device.value,
-                                  dtype=None if dtype is DType.auto else dtype.value, steps=steps, guidance=guidance,
+                                  dtype=dtype_name(dtype), steps=steps, guidance=guidance,
                                   crop=crop)
     output = output or Path("benchmark_results") / "recon"
     with _progress("recon") as report:

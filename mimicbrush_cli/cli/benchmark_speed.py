@@ -15,9 +15,9 @@ from ..benchmark.speed import COLUMNS, SpeedReport, row_cells, run_speed_benchma
 from ..benchmark.throughput import measure_throughput
 from ..errors import MimicBrushError
 from ..outputs import write_bytes_atomically
-from .app import reports_user_errors
+from .app import quiet_libraries
 from .benchmark import benchmark_app
-from .edit import Device
+from .options import Device
 
 console = Console(stderr=True)
 
@@ -51,7 +51,6 @@ def _render(report: SpeedReport) -> None:
 
 
 @benchmark_app.command("speed")
-@reports_user_errors
 def speed_command(
     sizes: Annotated[list[int], typer.Option("--sizes", help="Working resolutions in px (multiples of 64); "
                                              "repeat the option for several.")] = [256, 512],  # noqa: B006
@@ -73,6 +72,7 @@ def speed_command(
     each option alone, each configuration in a fresh process; check that the outputs match."""
     if output is not None and output.suffix != ".md":
         raise MimicBrushError(f"--output must be a .md file, got {output}")
+    quiet_libraries()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("building", total=None)

@@ -8,19 +8,22 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..models.checkpoints import convert_released_weights
-from .app import app, reports_user_errors
+from .app import app, quiet_libraries
 
 console = Console(stderr=True)
 
 
 @app.command("convert")
-@reports_user_errors
 def convert_command(
     source: Annotated[Path, typer.Argument(help="Released layout folder (cleansd/ + MimicBrush/).")],
     destination: Annotated[Path, typer.Argument(help="New model folder (safetensors) that `edit --weights` loads.")],
 ) -> None:
     """Convert the released MimicBrush weights (pickles) into a safe, faster-loading safetensors folder."""
+    quiet_libraries()
+    from ..models.checkpoints import convert_released_weights
+    from ..outputs import check_folder_output_path
+
+    check_folder_output_path(destination)
     with console.status("converting (the released checkpoint needs ~10 GB of RAM)"):
         convert_released_weights(source, destination)
     console.print(f"[green]wrote[/] {destination}")

@@ -15,23 +15,10 @@ from ..errors import MimicBrushError
 from ..imaging import PASTE_BACK_KERNELS, parse_box
 from ..pipeline import GENERATOR_DEVICES, MAX_SEED, EditSettings
 from ..speedups import SpeedOptions
-from .app import app, reports_user_errors
+from .app import app, quiet_libraries
+from .options import Device, DeviceOption, DType, DTypeOption, Model, Weights, dtype_name
 
 console = Console(stderr=True)
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
-
-
-class DType(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
 
 
 PasteBack = Enum("PasteBack", {kernel: kernel for kernel in PASTE_BACK_KERNELS}, type=str)
@@ -39,9 +26,8 @@ GeneratorDevice = Enum("GeneratorDevice", {device: device for device in GENERATO
 
 
 @app.command("edit")
-@reports_user_errors
 def edit_command(
-    inputs: Annotated[list[Path], typer.Argument(help="SRC REF MASK, repeated for several edits in one call "
+    inputs: Annotated[list[Path], typer.Argument(metavar="SRC REF MASK", help="SRC REF MASK, repeated for several edits in one call "
                                                   "(SRC REF pairs with --mask-box).", show_default=False)],
     mask_box: Annotated[str | None, typer.Option("--mask-box", metavar="X0,Y0,X1,Y1",
                                                  help="Edit this pixel box of every source (X1, Y1 exclusive) "
@@ -68,11 +54,10 @@ def edit_command(
                                 ] = GeneratorDevice(EditSettings.generator_device),
     reference_cache: Annotated[bool, typer.Option("--reference-cache", help="Compute reference features once and "
                                                   "reuse them every step (faster, approximate).")] = EditSettings.reference_cache,
-    weights: Annotated[Path | None, typer.Option(help="Local weights folder: our format or the released layout.")] = None,
-    model: Annotated[str | None, typer.Option(help="demo (bundled, default), released (Hugging Face Hub), "
-                                              "random-tiny, random-released (noise: for tests).")] = None,
-    device: Annotated[Device, typer.Option(help="Where to run.")] = Device.auto,
-    dtype: Annotated[DType, typer.Option(help="Compute precision (auto: fp16 on GPU, fp32 on CPU).")] = DType.auto,
+    weights: Weights = None,
+    model: Model = None,
+    device: DeviceOption = Device.auto,
+    dtype: DTypeOption = DType.auto,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory layout for the U-Nets and VAE "
                                                 "(same output to rounding; faster on some GPUs).")] = SpeedOptions.channels_last,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the U-Nets (experimental: the first "
@@ -83,6 +68,7 @@ def edit_command(
                                              "memory; output differs slightly).")] = SpeedOptions.vae_tiling,
 ) -> None:
     """Repaint the white part of MASK in SRC by imitating the matching part of REF."""
+    quiet_libraries()
     if mask_box is not None:
         box = parse_box(mask_box)
         if len(inputs) % 2:
@@ -104,7 +90,7 @@ def edit_command(
             progress.update(task, description="denoising", completed=step, total=total)
 
         written = run_edits(jobs, settings, outputs, weights=weights, model=model, device=device.value,
-                            dtype=None if dtype is DType.auto else dtype.value, invert_mask=invert_mask,
+                            dtype=dtype_name(dtype), invert_mask=invert_mask,
                             callback=on_step, speed=SpeedOptions(channels_last, compile, cpu_offload, vae_tiling))
     for path in written:
         console.print(f"[green]wrote[/] {path}")

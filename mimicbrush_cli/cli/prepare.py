@@ -10,15 +10,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..config import load_config
+from ..config import load_config, parse_overrides
 from ..data.prepare import PrepareConfig, PrepareSummary, prepare
-from .app import app, reports_user_errors
+from ..outputs import check_folder_output_path
+from .app import app
 
 console = Console(stderr=True)
 
 
 @app.command("prepare")
-@reports_user_errors
 def prepare_command(
     videos: Annotated[Path | None, typer.Argument(help="Folder of videos (mp4, mov, mkv, webm, avi), searched "
                                                    "recursively.", show_default=False)] = None,
@@ -33,10 +33,8 @@ def prepare_command(
                                                  "videos, for comparison.")] = False,
 ) -> None:
     """Mine frame pairs from videos by SSIM (and object masks from SA-1B) into WebDataset tar shards."""
-    pairs = dict(item.split("=", 1) for item in overrides or [] if "=" in item)
-    if len(pairs) != len(overrides or []):
-        raise typer.BadParameter("use KEY=VALUE", param_hint="--set")
-    config = load_config(PrepareConfig, recipe, pairs)
+    config = load_config(PrepareConfig, recipe, parse_overrides(overrides or []))
+    check_folder_output_path(output)
     with Progress(TextColumn("[bold]preparing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, transient=True) as progress:
         task = progress.add_task("inputs", total=None)

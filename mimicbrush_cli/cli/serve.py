@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,14 +10,13 @@ from rich.console import Console
 
 from ..errors import MimicBrushError
 from ..web.session import ServeConfig
-from .app import app, reports_user_errors
-from .edit import Device, DType
+from .app import app, quiet_libraries
+from .options import Device, DeviceOption, DType, DTypeOption, Model, Weights, dtype_name
 
 console = Console(stderr=True)
 
 
 @app.command("serve")
-@reports_user_errors
 def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on; the default is this machine only. "
                                       "Another address exposes the page, without a login, to that network.")
@@ -29,15 +27,15 @@ def serve_command(
     max_megapixels: Annotated[float, typer.Option("--max-megapixels", min=0.01, help="Largest decoded source or "
                                                   "reference image, in millions of pixels.")
                               ] = ServeConfig.max_pixels / 1e6,
-    weights: Annotated[Path | None, typer.Option(help="Local weights folder: our format or the released layout.")] = None,
-    model: Annotated[str | None, typer.Option(help="demo (bundled, default), released (Hugging Face Hub), "
-                                              "random-tiny, random-released (noise: for tests).")] = None,
-    device: Annotated[Device, typer.Option(help="Where to run.")] = Device.auto,
-    dtype: Annotated[DType, typer.Option(help="Compute precision (auto: fp16 on GPU, fp32 on CPU).")] = DType.auto,
+    weights: Weights = None,
+    model: Model = None,
+    device: DeviceOption = Device.auto,
+    dtype: DTypeOption = DType.auto,
 ) -> None:
     """Serve a local page that edits with one loaded model: paint the mask, pick a reference, download the result."""
     if importlib.util.find_spec("gradio") is None:
         raise MimicBrushError("serve needs gradio: pip install 'mimicbrush-cli[serve]'")
+    quiet_libraries()
     from ..loading import load_pipeline
     from ..web.page import launch
     from ..web.session import EditSession
@@ -50,6 +48,6 @@ def serve_command(
                          model_options=tuple(model_options))
     with console.status("loading model"):
         pipeline = load_pipeline(weights=weights, model=model, device=device.value,
-                                 dtype=None if dtype is DType.auto else dtype.value)
+                                 dtype=dtype_name(dtype))
     console.print(f"serving on [bold]http://{host}:{port}[/] (Ctrl-C stops)")
     launch(EditSession(pipeline, config), config)

@@ -3,45 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
 
-from ..errors import MimicBrushError
-from .app import app, reports_user_errors
+from ..config import parse_overrides
+from .app import app, quiet_libraries
 
 console = Console(stderr=True)
 
 
-def parse_value(text: str) -> Any:
-    """A YAML scalar, except that `1e-4` is a number (YAML 1.1 would keep it a string)."""
-    for number in (int, float):
-        try:
-            return number(text)
-        except ValueError:
-            pass
-    return yaml.safe_load(text)
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    overrides = {}
-    for pair in pairs:
-        key, separator, value = pair.partition("=")
-        if not separator or not key:
-            raise MimicBrushError(f"--set expects KEY=VALUE (e.g. optimizer.lr=1e-4), got {pair!r}")
-        overrides[key.strip()] = parse_value(value.strip())
-    return overrides
-
-
 @app.command("train")
-@reports_user_errors
 def train_command(
     config: Annotated[Path, typer.Option("--config", "-c", help="Training config (YAML); see configs/train_*.yaml.")],
     set_: Annotated[list[str], typer.Option("--set", help="Override a config key: --set optimizer.lr=1e-4 "
                                             "(repeatable; values are YAML).")] = [],  # noqa: B006
-    steps: Annotated[int | None, typer.Option(help="Override `steps`.")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Override `steps`.")] = None,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Override `output_dir`.")] = None,
     resume: Annotated[str | None, typer.Option(help="`latest` or a checkpoint folder.")] = None,
     export: Annotated[Path | None, typer.Option(help="At the end, write a model folder that `edit --weights` "
@@ -53,6 +31,8 @@ def train_command(
     Multi-GPU / multi-node: `accelerate launch --config_file configs/accelerate/ddp.yaml "$(which mimicbrush)"
     train --config CFG`.
     """
+    quiet_libraries()
+    from ..outputs import check_folder_output_path
     from ..training import load_train_config, train
 
     overrides = parse_overrides(set_)
@@ -60,7 +40,11 @@ def train_command(
     for key, value in (("steps", steps), ("output_dir", output_dir), ("resume", resume), ("export", export)):
         if value is not None:
             overrides[key] = value
-    result = train(load_train_config(config, overrides), show_progress=progress)
+    train_config = load_train_config(config, overrides)
+    check_folder_output_path(train_config.output_dir)
+    if train_config.export is not None:
+        check_folder_output_path(train_config.export)
+    result = train(train_config, show_progress=progress)
     console.print(f"[green]trained[/] to step {result.step} ({result.steps_per_second:.2f} steps/s) "
                   f"in {result.output_dir}")
     if result.last_checkpoint is not None:

@@ -35,6 +35,7 @@ from .build import build_clip_image_processor, build_scheduler
 from .depth import DepthGuider
 from .depth_checkpoint import load_depth_anything_from_original
 from .image_encoder import ImageTokenProjection
+from .pickles import load_weights_pickle
 from .reference_attention import unused_reference_unet_parameters
 from .unets import IMITATIVE_IN_CHANNELS
 
@@ -111,7 +112,7 @@ def download_released_layout() -> ReleasedLayout:
         except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as error:
             raise MimicBrushError(
                 f"cannot download {repo_id} from the Hugging Face Hub ({type(error).__name__}); download the "
-                "released weights elsewhere and pass their folder with --weights DIR") from None
+                "released weights elsewhere and pass their folder with --weights DIR") from error
     layout = ReleasedLayout(cleansd=folders["cleansd"], mimicbrush=folders["MimicBrush"])
     layout.check_complete()
     return layout
@@ -119,13 +120,7 @@ def download_released_layout() -> ReleasedLayout:
 
 def load_released_checkpoint(path: Path) -> dict:
     """The released pickle, loaded safely; memory-mapped where the file format allows it."""
-    try:
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # legacy (non-zip) pickles cannot be memory-mapped
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a corrupt or unsafe pickle: torch raises many types
-        raise MimicBrushError(f"cannot read {path}: {first_line(error)}") from None
+    checkpoint = load_weights_pickle(path, "released checkpoint", mmap=True)
     expected = {"unet", "referencenet", "image_proj", "depth_guider", "image_encoder"}
     if not isinstance(checkpoint, dict) or not expected <= set(checkpoint):
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
@@ -152,16 +147,17 @@ def load_state_dict_checked(module: nn.Module, state_dict: Mapping[str, torch.Te
 
 def read_weights_file(folder: Path, stem: str) -> dict[str, torch.Tensor]:
     """`<stem>.safetensors` if present, else `<stem>.bin` loaded with `weights_only=True`."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     safetensors_path, pickle_path = folder / f"{stem}.safetensors", folder / f"{stem}.bin"
-    try:
-        if safetensors_path.is_file():
+    if safetensors_path.is_file():
+        try:
             return load_file(safetensors_path)
-        if pickle_path.is_file():
-            return torch.load(pickle_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated file, or a pickle carrying code
-        raise MimicBrushError(f"cannot read weights in {folder}: {first_line(error)}") from None
+        except (SafetensorError, OSError) as error:
+            raise MimicBrushError(f"cannot read weights {safetensors_path}: {first_line(error)}") from error
+    if pickle_path.is_file():
+        return load_weights_pickle(pickle_path, "weights")
     raise MimicBrushError(f"weights folder incomplete: no {stem}.safetensors or {stem}.bin in {folder}")
 
 

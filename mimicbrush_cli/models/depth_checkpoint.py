@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
-from ..errors import MimicBrushError, first_line
+from ..errors import MimicBrushError
+from .pickles import load_weights_pickle
 
 DEPTH_INPUT_SIZE = 518
 DEPTH_PATCH_SIZE = 14
@@ -214,17 +215,14 @@ def load_depth_anything_from_original(path: str | Path,
     path = Path(path)
     if not path.is_file():
         raise MimicBrushError(f"depth model weights not found: {path}")
-    try:
-        original = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated download, not a pickle, or a pickle with code in it
-        raise MimicBrushError(f"cannot read depth model weights {path}: {first_line(error)}") from None
+    original = load_weights_pickle(path, "depth model weights")
     if not isinstance(original, Mapping) or not all(isinstance(v, torch.Tensor) for v in original.values()):
         raise MimicBrushError(f"{path} is not a Depth Anything state dict (expected a dict of tensors)")
     try:
         config = config if config is not None else depth_anything_config_from_original(original)
         state_dict = convert_original_depth_anything_state_dict(original, config)
     except MimicBrushError as error:
-        raise MimicBrushError(f"{path.name}: {error}") from None
+        raise MimicBrushError(f"{path.name}: {error}") from error
 
     # Built on the meta device and filled by assignment: no time spent on a random init that the
     # file overwrites anyway (the model has no buffers, so every tensor comes from the file).

@@ -1,0 +1,38 @@
+"""Options shared by the commands that run a model: which weights, which device, which precision."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class DType(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+# Every name of `loading.MODEL_NAMES`, described.
+MODEL_HELP = ("demo (bundled, default), released (Hugging Face Hub), random-tiny, random-demo, random-released "
+              "(random weights of that size: noise, for tests and speed checks).")
+
+Weights = Annotated[Path | None, typer.Option(help="Local weights folder: our format or the released layout.")]
+Model = Annotated[str | None, typer.Option(help=MODEL_HELP)]
+DeviceOption = Annotated[Device, typer.Option(help="Where to run.")]
+DTypeOption = Annotated[DType, typer.Option(help="Compute precision (auto: fp16 on GPU, fp32 on CPU).")]
+
+
+def dtype_name(dtype: DType) -> str | None:
+    """The `--dtype` value as `loading.load_pipeline` takes it (None: the device's default)."""
+    return None if dtype is DType.auto else dtype.value
