@@ -121,7 +121,7 @@ class TrainConfig:
     export: Path | None = None               # write an `edit --weights` folder at the end
 
     def __post_init__(self) -> None:
-        in_range = {"steps": self.steps >= 0, "batch_size": self.batch_size >= 1,
+        in_range = {"steps": self.steps >= 1, "batch_size": self.batch_size >= 1,
                     "gradient_accumulation": self.gradient_accumulation >= 1, "log_every": self.log_every >= 1,
                     "checkpoint_every": self.checkpoint_every >= 0, "keep_checkpoints": self.keep_checkpoints >= 0,
                     "num_workers": self.num_workers >= 0, "data.resolution": self.data.resolution % 8 == 0,

@@ -40,7 +40,9 @@ def test_defaults_follow_the_paper_recipe():
     ({"steps": 3, "stepz": 4}, "unknown config key stepz"),
     ({"optimizer": {"learning_rate": 1e-4}}, "unknown config key optimizer.learning_rate"),
     ({"batch_size": "two"}, "config key batch_size must be an integer"),
-    ({"trainable": ["imitative_unet", "vae"]}, "config key trainable[1] must be one of"),
+    ({"trainable": ["imitative_unet", "unet"]}, "config key trainable[1] must be one of"),
+    ({"trainable": ["imitative_unet", "vae"]}, "the edit objective keeps them frozen"),
+    ({"steps": 0}, "config key steps is out of range"),
     ({"objective": {"reference_dropout": 1.5}}, "reference_dropout must be a probability"),
     ({"model": {"init": "stable-diffusion"}}, "model.sd15 is required"),
 ])
