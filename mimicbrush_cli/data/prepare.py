@@ -26,8 +26,8 @@ from ..config import config_to_dict
 from ..errors import MimicBrushError
 from .pairs import select_pairs
 from .sam import find_sam_images, read_sam_sample, rle_encode
-from .shards import (SHARDS_FOLDER, ShardWriter, atomic_write_text, encode_jpeg, read_sidecars, shard_name,
-                     stable_id, write_manifest)
+from ..outputs import write_text_atomically
+from .shards import SHARDS_FOLDER, ShardWriter, encode_jpeg, read_sidecars, shard_name, stable_id, write_manifest
 from .ssim import SsimBackend
 from .summary import HISTOGRAM_BINS, write_histogram_png
 from .video import SkippedInput, decode_candidates, decode_throughput, find_videos
@@ -177,7 +177,7 @@ def prepare(output: Path, config: PrepareConfig = PrepareConfig(), *, videos: Pa
     summary.raw_decode_frames, summary.raw_decode_s = raw_frames, raw_seconds
     record = asdict(summary) | {"frames_per_s": summary.frames_per_s, "pairs_per_s": summary.pairs_per_s,
                                 "raw_decode_fps": summary.raw_decode_fps}
-    atomic_write_text(output / "summary.json", json.dumps(record, indent=1, default=str))
+    write_text_atomically(output / "summary.json", json.dumps(record, indent=1, default=str))
     return summary
 
 
@@ -218,7 +218,7 @@ def _check_same_recipe(output: Path, config: PrepareConfig) -> None:
         if json.loads(path.read_text(encoding="utf-8")) != recipe:
             raise MimicBrushError(f"{output} was prepared with other settings ({path}); use a new output folder")
     else:
-        atomic_write_text(path, json.dumps(recipe, indent=1, sort_keys=True))
+        write_text_atomically(path, json.dumps(recipe, indent=1, sort_keys=True))
 
 
 def _run_tasks(tasks, output: Path, config: PrepareConfig, workers: int):

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..outputs import commit_file, write_text_atomically
+
 SHARDS_FOLDER = "shards"
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -55,19 +57,6 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
 def decode_image(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class ShardWriter:
@@ -99,14 +88,18 @@ class ShardWriter:
         tar_name = None
         if self._tar is not None:
             self._tar.close()
-            with open(self.temporary, "rb+") as handle:
-                os.fsync(handle.fileno())
             tar_name = f"{self.name}.tar"
-            os.replace(self.temporary, self.folder / tar_name)
+            commit_file(self.temporary, self.folder / tar_name)
         sidecar = {**sidecar, "tar": tar_name, "samples": self.samples}
         path = self.folder / f"{self.name}.json"
-        atomic_write_text(path, json.dumps(sidecar, indent=1, sort_keys=True))
+        write_text_atomically(path, json.dumps(sidecar, indent=1, sort_keys=True))
         return path
+
+    def discard(self) -> None:
+        """Drop an uncommitted shard: close and delete its temporary tar."""
+        if self._tar is not None:
+            self._tar.close()
+        self.temporary.unlink(missing_ok=True)
 
 
 def read_sidecars(output: Path) -> list[dict[str, Any]]:
@@ -130,7 +123,7 @@ def manifest_records(sidecars: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_manifest(output: Path, sidecars: list[dict[str, Any]]) -> Path:
     path = output / MANIFEST_NAME
-    atomic_write_text(path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in manifest_records(sidecars)))
+    write_text_atomically(path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in manifest_records(sidecars)))
     return path
 
 
