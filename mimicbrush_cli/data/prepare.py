@@ -277,13 +277,18 @@ def _add_video(writer: ShardWriter, item, config: PrepareConfig, rejects: Counte
     histogram += np.histogram(np.clip(selection.all_scores, -1, 1), HISTOGRAM_BINS)[0]
     rejects["pair:too-similar"] += selection.rejected_too_similar
     rejects["pair:too-different"] += selection.rejected_too_different
+    rejects["pair:not-chosen"] += selection.not_chosen
     stats["decoded_frames"] += candidates.decoded_frames
     stats["candidate_frames"] += len(candidates.times)
     stats["seconds"].update({"decode": decoded - start, "ssim": scored - decoded})
     if len(candidates.times) < 2 or len(selection.all_scores) == 0:
         raise SkippedInput("too-short", f"{len(candidates.times)} candidate frames, none {config.min_gap_s}s apart")
     if len(selection.pairs) == 0:
-        raise SkippedInput("no-pair-in-ssim-window")
+        scores = selection.all_scores
+        closest = scores[np.argmin(np.maximum(config.ssim_min - scores, scores - config.ssim_max))]
+        raise SkippedInput("no-pair-in-ssim-window", f"closest SSIM {closest:.3f} of {len(scores)} scored pairs "
+                                                     f"(range {scores.min():.3f}..{scores.max():.3f}), window "
+                                                     f"[{config.ssim_min}, {config.ssim_max}]")
     video_id = stable_id(relative)
     for number, ((first, second), score) in enumerate(zip(selection.pairs, selection.scores)):
         record = {"kind": "video", "input": relative, "source_time": round(float(candidates.times[first]), 4),

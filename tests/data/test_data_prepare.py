@@ -1,5 +1,6 @@
 """`prepare`: outputs, resume after interruption, array-job splits, CLI, recipes."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from mimicbrush_cli.cli.app import app
 from mimicbrush_cli.config import load_config
 from mimicbrush_cli.data import PrepareConfig, iter_video_pairs, prepare
 from mimicbrush_cli.data.shards import ShardWriter, read_sidecars
+from mimicbrush_cli.data.summary import HISTOGRAM_BINS
 
 RECIPES = Path(__file__).resolve().parents[2] / "data_recipes"
 
@@ -40,6 +42,33 @@ def test_prepare_writes_shards_manifest_histogram_and_summary(tmp_path, video_fo
     assert len(pairs) == 6
     key, source, reference = pairs[0]
     assert source.dtype == np.uint8 and source.shape == reference.shape == (48, 64, 3)
+
+
+def test_every_scored_pair_is_kept_or_counted_once_by_reason(tmp_path, video_folder, config_for_tiny_videos):
+    summary = prepare(tmp_path, config_for_tiny_videos(), videos=video_folder)
+    pair_counts = {reason: count for reason, count in summary.rejects.items() if reason.startswith("pair:")}
+    assert set(pair_counts) == {"pair:too-similar", "pair:too-different", "pair:not-chosen"}
+    assert pair_counts["pair:not-chosen"] > 0  # 3 pairs at most per video, many more inside the window
+    assert sum(summary.ssim_histogram) == summary.video_pairs + sum(pair_counts.values())
+
+
+def test_a_clip_without_a_pair_in_the_window_names_its_closest_ssim_and_the_window(tmp_path, video_folder,
+                                                                                  config_for_tiny_videos):
+    summary = prepare(tmp_path, config_for_tiny_videos(ssim_min=0.97, ssim_max=0.99), videos=video_folder)
+    assert {entry["reason"] for entry in summary.skipped} == {"no-pair-in-ssim-window"}
+    histogram = np.asarray(summary.ssim_histogram)
+    assert histogram.sum() == summary.rejects["pair:too-different"]  # every pair is below the window
+    for entry in summary.skipped:
+        match = re.fullmatch(r"closest SSIM (\S+) of (\d+) scored pairs \(range (\S+)\.\.(\S+)\), "
+                             r"window \[0\.97, 0\.99\]", entry["detail"])
+        assert match, entry["detail"]
+        closest, highest = float(match[1]), float(match[4])
+        assert closest == highest < 0.97  # below the window, the closest pair is the most similar one
+    # The most similar pair of both clips lies in the histogram's highest non-empty bin.
+    top_bin = np.flatnonzero(histogram)[-1]
+    best = max(float(re.search(r"closest SSIM (\S+)", entry["detail"])[1]) for entry in summary.skipped)
+    assert HISTOGRAM_BINS[top_bin] - 5e-4 <= best <= HISTOGRAM_BINS[top_bin + 1] + 5e-4
+    assert sum(int(re.search(r"of (\d+) scored", entry["detail"])[1]) for entry in summary.skipped) == histogram.sum()
 
 
 def test_resume_after_interruption_gives_the_same_manifest(tmp_path, mixed_folder, config_for_tiny_videos,
