@@ -30,7 +30,7 @@ from ..outputs import write_text_atomically
 from .shards import SHARDS_FOLDER, ShardWriter, encode_jpeg, read_sidecars, shard_name, stable_id, write_manifest
 from .ssim import SsimBackend
 from .summary import HISTOGRAM_BINS, write_histogram_png
-from .video import SkippedInput, decode_candidates, decode_throughput, find_videos
+from .video import VIDEO_SUFFIXES, SkippedInput, decode_candidates, decode_throughput, find_videos
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,17 @@ def prepare(output: Path, config: PrepareConfig = PrepareConfig(), *, videos: Pa
                                 "raw_decode_fps": summary.raw_decode_fps}
     write_text_atomically(output / "summary.json", json.dumps(record, indent=1, default=str))
     return summary
+
+
+def require_samples(summary: PrepareSummary) -> None:
+    """Raise when the output folder holds no training sample: nothing was found, or every input was skipped."""
+    if summary.video_pairs or summary.sam_samples:
+        return
+    if summary.inputs_done == 0:
+        raise MimicBrushError(f"nothing prepared: no videos ({', '.join(VIDEO_SUFFIXES)}) or SA-1B images "
+                              f"(sa_*.jpg) found")
+    raise MimicBrushError(f"nothing prepared: all {summary.inputs_done} inputs were skipped (reasons in "
+                          f"{summary.output / 'summary.json'})")
 
 
 def collect_summary(output: Path) -> PrepareSummary:

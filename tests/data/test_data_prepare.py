@@ -1,5 +1,6 @@
 """`prepare`: outputs, resume after interruption, array-job splits, CLI, recipes."""
 
+import json
 import re
 from pathlib import Path
 
@@ -134,6 +135,24 @@ def test_cli_prepare_renders_a_summary_and_reports_user_errors(tmp_path, video_f
     assert missing.exit_code == 2 and "not a folder" in missing.output
     typo = runner.invoke(app, ["prepare", str(video_folder), "-o", str(tmp_path / "out3"), "--set", "ssim_mni=0.3"])
     assert typo.exit_code == 2 and "unknown config key ssim_mni" in typo.output
+
+
+def test_cli_prepare_that_prepares_nothing_fails_in_one_line_and_writes_its_summary(tmp_path):
+    empty, broken = tmp_path / "empty", tmp_path / "broken"
+    empty.mkdir()
+    broken.mkdir()
+    (broken / "clip.mp4").write_bytes(b"not a video")
+    runner = CliRunner()
+    nothing = runner.invoke(app, ["prepare", str(empty), "-o", str(tmp_path / "out1")])
+    assert nothing.exit_code == 2
+    assert "error: nothing prepared: no videos (.mp4, .mov, .mkv, .webm, .avi) or SA-1B images" in nothing.output
+    assert (tmp_path / "out1" / "summary.json").is_file()
+    skipped = runner.invoke(app, ["prepare", str(broken), "-o", str(tmp_path / "out2")])
+    assert skipped.exit_code == 2
+    assert "error: nothing prepared: all 1 inputs were skipped" in skipped.output
+    assert "skipped video:clip.mp4: unreadable-container" in skipped.output
+    record = json.loads((tmp_path / "out2" / "summary.json").read_text())
+    assert [entry["id"] for entry in record["skipped"]] == ["video:clip.mp4"]
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda path: path.stem)
