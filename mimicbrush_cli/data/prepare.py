@@ -4,7 +4,9 @@ Videos give frame pairs (pairs.py picks them by SSIM and time gap); SAM images g
 its object masks (sam.py), made into pseudo-pairs at training time. Work is split three ways:
 `num_shards`/`shard_index` pick a stable subset of inputs for one job of a cluster array, `workers`
 processes run chunks of `inputs_per_shard` inputs, and each chunk becomes one shard (shards.py),
-committed atomically. Re-running skips inputs that a committed shard already covers.
+committed atomically. Re-running skips inputs that a committed shard already covers, unless the
+input's size or modification time changed since (a truncated download completed, a file replaced):
+then that shard's inputs are processed again into a shard that replaces it (shards.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from ..errors import MimicBrushError
 from .pairs import select_pairs
 from .sam import find_sam_images, read_sam_sample, rle_encode
 from ..outputs import write_text_atomically
-from .shards import SHARDS_FOLDER, ShardWriter, encode_jpeg, read_sidecars, shard_name, stable_id, write_manifest
+from .shards import (SHARDS_FOLDER, ShardWriter, encode_jpeg, read_sidecars, remove_replaced_shards, shard_name,
+                     stable_id, write_manifest)
 from .ssim import SsimBackend
 from .summary import HISTOGRAM_BINS, write_histogram_png
 from .video import VIDEO_SUFFIXES, SkippedInput, decode_candidates, decode_throughput, find_videos
@@ -136,11 +139,18 @@ def prepare(output: Path, config: PrepareConfig = PrepareConfig(), *, videos: Pa
                    for path in find_sam_images(Path(sam_images))]
     # A hash of the input's id, not its position: adding files later does not move inputs between jobs.
     mine = [item for item in inputs if int(stable_id(_input_id(item), 8), 16) % num_shards == shard_index]
-    done = {entry["id"] for sidecar in read_sidecars(output) for entry in sidecar["inputs"]}
-    pending = [item for item in mine if _input_id(item) not in done]
+    remove_replaced_shards(output)
+    covered = {entry["id"]: (Path(sidecar["path"]).stem, entry.get("fingerprint"))
+               for sidecar in read_sidecars(output) for entry in sidecar["inputs"]}
+    # Shards written before inputs were fingerprinted (no "fingerprint") are taken as unchanged.
+    stale = {covered[_input_id(item)][0] for item in mine if _input_id(item) in covered
+             and covered[_input_id(item)][1] not in (None, input_fingerprint(item))}
+    pending = [item for item in mine if _input_id(item) not in covered or covered[_input_id(item)][0] in stale]
     chunks = [(kind, [item for item in pending if item[0] == kind]) for kind in ("video", "sam")]
     tasks = [(kind, items[start:start + config.inputs_per_shard])
              for kind, items in chunks for start in range(0, len(items), config.inputs_per_shard)]
+    tasks = [(kind, items, sorted({covered[_input_id(item)][0] for item in items if _input_id(item) in covered}))
+             for kind, items in tasks]
 
     summary_run = Counter()
     stage_s: Counter = Counter()
@@ -157,6 +167,7 @@ def prepare(output: Path, config: PrepareConfig = PrepareConfig(), *, videos: Pa
         if progress:
             progress(completed, len(pending))
     wall = time.perf_counter() - start
+    remove_replaced_shards(output)
 
     raw_frames, raw_seconds = 0, 0.0
     if measure_decode:
@@ -221,6 +232,20 @@ def _input_id(item: tuple[str, Path, str]) -> str:
     return f"{item[0]}:{item[2]}"
 
 
+def input_fingerprint(item: tuple[str, Path, str]) -> str:
+    """Size and modification time (ns) of the input's files; "" when they cannot be read.
+
+    Not a content hash: hashing would read every byte of every input again on each resume (terabytes
+    for a stock-video set), while a completed download, a copy or a re-encode all change the size or
+    the modification time, the same quick check make and rsync rely on."""
+    kind, root, relative = item
+    paths = [root / relative] + ([(root / relative).with_suffix(".json")] if kind == "sam" else [])
+    try:
+        return ",".join(f"{stat.st_size}:{stat.st_mtime_ns}" for stat in (path.stat() for path in paths))
+    except OSError:
+        return ""
+
+
 def _check_same_recipe(output: Path, config: PrepareConfig) -> None:
     """Appending with other settings would silently mix two recipes in one training set."""
     recipe = {key: value for key, value in config_to_dict(config).items() if key not in ("videos", "sam_images")}
@@ -234,28 +259,32 @@ def _check_same_recipe(output: Path, config: PrepareConfig) -> None:
 
 def _run_tasks(tasks, output: Path, config: PrepareConfig, workers: int):
     if workers == 1 or len(tasks) <= 1:
-        for kind, items in tasks:
-            yield process_chunk(kind, items, output, config)
+        for kind, items, replaces in tasks:
+            yield process_chunk(kind, items, output, config, replaces)
         return
     # spawn: PyAV and OpenCV start threads, and forking a threaded process is unsafe.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(process_chunk, kind, items, output, config) for kind, items in tasks]
+        futures = [pool.submit(process_chunk, kind, items, output, config, replaces) for kind, items, replaces in tasks]
         for future in as_completed(futures):
             yield future.result()
 
 
-def process_chunk(kind: str, items: list[tuple[str, Path, str]], output: Path, config: PrepareConfig) -> dict[str, Any]:
-    """Process one chunk of inputs into one committed shard; returns the shard's run statistics."""
+def process_chunk(kind: str, items: list[tuple[str, Path, str]], output: Path, config: PrepareConfig,
+                  replaces: list[str] = ()) -> dict[str, Any]:
+    """Process one chunk of inputs into one committed shard (replacing the stale shards `replaces`);
+    returns the shard's run statistics."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     ids = [_input_id(item) for item in items]
-    writer = ShardWriter(output / SHARDS_FOLDER, shard_name(kind, ids))
+    writer = ShardWriter(output / SHARDS_FOLDER, shard_name(kind, ids, replaces))
     rejects: Counter = Counter()
     histogram = np.zeros(len(HISTOGRAM_BINS) - 1, np.int64)
     stats: dict[str, Any] = {"video_pairs": 0, "sam_samples": 0, "decoded_frames": 0, "candidate_frames": 0,
                              "seconds": Counter()}
     entries = []
     for item in items:
-        entry = {"id": _input_id(item), "status": "done", "reason": "", "detail": ""}
+        # Taken before reading: an input that changes while it is read is seen as changed by the next run.
+        entry = {"id": _input_id(item), "fingerprint": input_fingerprint(item), "status": "done", "reason": "",
+                 "detail": ""}
         try:
             if kind == "video":
                 _add_video(writer, item, config, rejects, histogram, stats)
@@ -268,7 +297,8 @@ def process_chunk(kind: str, items: list[tuple[str, Path, str]], output: Path, c
         if entry["status"] == "skipped":
             rejects[f"input:{entry['reason']}"] += 1
         entries.append(entry)
-    writer.commit({"kind": kind, "inputs": entries, "rejects": dict(rejects), "ssim_histogram": histogram.tolist()})
+    writer.commit({"kind": kind, "inputs": entries, "rejects": dict(rejects), "ssim_histogram": histogram.tolist(),
+                   "replaces": list(replaces)})
     stats["seconds"] = dict(stats["seconds"])
     return {"num_inputs": len(items), "stats": stats}
 

@@ -4,8 +4,9 @@ Layout of an output folder:
 
     shards/video-<id>.tar   <key>.source.jpg, <key>.reference.jpg, <key>.json   (a video pair)
     shards/sam-<id>.tar     <key>.image.jpg, <key>.json (object masks as COCO RLE) (a SAM image)
-    shards/<name>.json      the sidecar: inputs the shard covers (done or skipped, with reason),
-                            its samples with byte offsets of their members, rejects, SSIM histogram
+    shards/<name>.json      the sidecar: inputs the shard covers (done or skipped, with reason, and
+                            the size and mtime each had), its samples with byte offsets of their
+                            members, rejects, SSIM histogram, and the shards it replaces
     manifest.jsonl          every sample, sorted by key (rebuilt from the sidecars after each run)
     summary.json, ssim_histogram.png
 
@@ -17,6 +18,11 @@ Why sidecars: a shard's tar and then its sidecar are each written to a temporary
 and only a sidecar marks its inputs done. A run killed midway leaves at most a tar without a
 sidecar, which the next run rewrites (shard names derive from the inputs they cover, so the rewrite
 is the same file): nothing is lost, nothing is duplicated, and existing shards are never modified.
+
+An input that changed after its shard was written (a truncated download completed) makes the shard
+stale: its inputs are processed again into a new shard whose sidecar names the stale one under
+`replaces`. From the moment that sidecar is committed the stale shard is ignored, so each input is
+covered by exactly one shard at every moment; its files are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -43,9 +49,10 @@ def stable_id(text: str, length: int = 16) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:length]
 
 
-def shard_name(kind: str, input_ids: list[str]) -> str:
-    """The shard's name derives from the inputs it covers, so a rerun of the same chunk rewrites the same file."""
-    return f"{kind}-{stable_id(chr(10).join(input_ids))}"
+def shard_name(kind: str, input_ids: list[str], replaces: list[str] = ()) -> str:
+    """The shard's name derives from the inputs it covers, so a rerun of the same chunk rewrites the same file,
+    and from the shards it replaces, so that it never takes the name of one of them."""
+    return f"{kind}-{stable_id(chr(10).join([*input_ids, *(f'replaces {name}' for name in replaces)]))}"
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -102,15 +109,24 @@ class ShardWriter:
         self.temporary.unlink(missing_ok=True)
 
 
-def read_sidecars(output: Path) -> list[dict[str, Any]]:
-    """Every committed shard sidecar under `output`, sorted by shard name."""
+def read_sidecars(output: Path, replaced: bool = False) -> list[dict[str, Any]]:
+    """Every committed shard sidecar under `output` that no other replaces (only those, with `replaced`),
+    sorted by shard name."""
     folder = output / SHARDS_FOLDER
     sidecars = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         sidecar = json.loads(path.read_text(encoding="utf-8"))
         sidecar["path"] = str(path)
         sidecars.append(sidecar)
-    return sidecars
+    names = {name for sidecar in sidecars for name in sidecar.get("replaces", [])}
+    return [sidecar for sidecar in sidecars if (Path(sidecar["path"]).stem in names) == replaced]
+
+
+def remove_replaced_shards(output: Path) -> None:
+    for sidecar in read_sidecars(output, replaced=True):
+        Path(sidecar["path"]).unlink(missing_ok=True)
+        if sidecar["tar"]:
+            (output / SHARDS_FOLDER / sidecar["tar"]).unlink(missing_ok=True)
 
 
 def manifest_records(sidecars: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """`prepare`: outputs, resume after interruption, array-job splits, CLI, recipes."""
 
+import importlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,10 @@ def mixed_folder(tmp_path_factory, photo_frames, make_video_session):
 
 def manifest_text(folder: Path) -> str:
     return (folder / "manifest.jsonl").read_text()
+
+
+def tar_contents(folder: Path) -> list[bytes]:
+    return sorted(path.read_bytes() for path in (folder / "shards").glob("*.tar"))
 
 
 def test_prepare_writes_shards_manifest_histogram_and_summary(tmp_path, video_folder, sam_folder, config_for_tiny_videos):
@@ -98,6 +104,40 @@ def test_resume_after_interruption_gives_the_same_manifest(tmp_path, mixed_folde
     assert manifest_text(tmp_path / "resumed") == manifest_text(tmp_path / "whole")
     again = prepare(tmp_path / "resumed", config, videos=mixed_folder)
     assert again.run_processed == 0 and manifest_text(tmp_path / "resumed") == manifest_text(tmp_path / "whole")
+
+
+def test_a_skipped_truncated_video_is_redone_once_the_complete_file_replaces_it(tmp_path, photo_frames, make_video,
+                                                                             config_for_tiny_videos, monkeypatch):
+    prepare_module = importlib.import_module("mimicbrush_cli.data.prepare")  # the package exports a function of that name
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    make_video(folder / "a.mp4", photo_frames["coffee"])
+    complete = make_video(tmp_path / "complete.mp4", photo_frames["astronaut"])
+    (folder / "b.mp4").write_bytes(complete.read_bytes()[:complete.stat().st_size // 2])  # a download cut short
+    make_video(folder / "c.mp4", photo_frames["astronaut"][4:])
+    config = config_for_tiny_videos()  # two inputs per shard: [a, b] and [c]
+    out = tmp_path / "out"
+    first = prepare(out, config, videos=folder)
+    assert [entry["id"] for entry in first.skipped] == ["video:b.mp4"]
+
+    shutil.copyfile(complete, folder / "b.mp4")  # the download completed
+    # Killed after the new shard was committed, before the one it replaces was deleted: that one is ignored.
+    monkeypatch.setattr(prepare_module, "remove_replaced_shards", lambda output: None)
+    resumed = prepare(out, config, videos=folder)
+    assert resumed.skipped == [] and resumed.run_already_done == 1 and resumed.run_processed == 2
+    fresh = tmp_path / "fresh"
+    uninterrupted = prepare(fresh, config, videos=folder)
+    assert manifest_text(out) == manifest_text(fresh)
+    assert resumed.video_pairs == uninterrupted.video_pairs == 9
+    assert resumed.ssim_histogram == uninterrupted.ssim_histogram
+
+    monkeypatch.undo()
+    again = prepare(out, config, videos=folder)
+    assert again.run_processed == 0 and manifest_text(out) == manifest_text(fresh)
+    # The replaced shard's tar and sidecar are gone; the shards hold the same bytes as the uninterrupted run's.
+    assert read_sidecars(out, replaced=True) == [] and len(list((out / "shards").glob("*.json"))) == 2
+    assert tar_contents(out) == tar_contents(fresh)
 
 
 def test_array_job_parts_together_equal_one_job(tmp_path, mixed_folder, config_for_tiny_videos):
