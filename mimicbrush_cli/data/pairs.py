@@ -63,5 +63,5 @@ def select_pairs(frames: np.ndarray, times: np.ndarray, *, ssim_min: float, ssim
             chosen.append(int(k))
             used.update((int(i), int(j)))
     chosen.sort(key=lambda k: (candidates[k, 0], candidates[k, 1]))
-    return PairSelection(candidates[chosen], scores[chosen], scores,
-                         int((scores > ssim_max).sum()), int((scores < ssim_min).sum()), int(inside.sum()) - len(chosen))
+    return PairSelection(candidates[chosen], scores[chosen], scores, int((scores > ssim_max).sum()),
+                         int((scores < ssim_min).sum()), int(inside.sum()) - len(chosen))

@@ -2,16 +2,22 @@
 
 import importlib
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import mimicbrush_cli
 from mimicbrush_cli.cli.app import app
-from mimicbrush_cli.config import load_config
+from mimicbrush_cli.config import config_to_dict, load_config
 from mimicbrush_cli.data import PrepareConfig, iter_video_pairs, prepare
 from mimicbrush_cli.data.shards import ShardWriter, read_sidecars
 from mimicbrush_cli.data.summary import HISTOGRAM_BINS
@@ -108,7 +114,7 @@ def test_resume_after_interruption_gives_the_same_manifest(tmp_path, mixed_folde
 
 def test_a_skipped_truncated_video_is_redone_once_the_complete_file_replaces_it(tmp_path, photo_frames, make_video,
                                                                              config_for_tiny_videos, monkeypatch):
-    prepare_module = importlib.import_module("mimicbrush_cli.data.prepare")  # the package exports a function of that name
+    prepare_module = importlib.import_module("mimicbrush_cli.data.prepare")  # not the function the package exports
 
     folder = tmp_path / "videos"
     folder.mkdir()
@@ -155,6 +161,77 @@ def test_worker_processes_give_the_same_manifest(tmp_path, mixed_folder, config_
     prepare(tmp_path / "serial", config, videos=mixed_folder)
     prepare(tmp_path / "pool", config, videos=mixed_folder, workers=2)
     assert manifest_text(tmp_path / "pool") == manifest_text(tmp_path / "serial")
+
+
+def live_descendants(pid: int) -> set[int]:
+    """Processes below `pid` that are running (not zombies), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if state != "Z":
+            children.setdefault(int(parent), []).append(int(stat.parent.name))
+    found, frontier = set(), [pid]
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            found.add(child)
+            frontier.append(child)
+    return found
+
+
+def is_running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_workers_stop_with_a_killed_prepare_and_a_resume_gives_the_same_shards(tmp_path, photo_frames, make_video,
+                                                                              config_for_tiny_videos, stop):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for index in range(12):
+        make_video(folder / f"clip{index:02d}.mp4", photo_frames["astronaut" if index % 2 else "coffee"][index % 4:])
+    config = config_for_tiny_videos(inputs_per_shard=1)
+    out, shards = tmp_path / "out", tmp_path / "out" / "shards"
+    values = {key: value for key, value in config_to_dict(config).items() if key != "sam"}
+    script = (f"from pathlib import Path\nfrom mimicbrush_cli.data.prepare import PrepareConfig, prepare\n"
+              f"prepare(Path({str(out)!r}), PrepareConfig(**{values!r}), videos=Path({str(folder)!r}), workers=2)\n")
+    package_root = str(Path(mimicbrush_cli.__file__).parents[1])
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=package_root,
+                              env=os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": package_root})
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 300
+        while not list(shards.glob("*.json")):  # the first shard is committed: the workers are busy
+            assert parent.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        workers = live_descendants(parent.pid)
+        parent.send_signal(stop)
+        parent.wait()
+        committed = sorted(path.name for path in shards.glob("*.json"))
+        assert workers and len(committed) < 12  # stopped mid-run
+        deadline = time.monotonic() + 5
+        while any(is_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if is_running(pid)], "worker processes outlived prepare"
+        time.sleep(1)
+        assert sorted(path.name for path in shards.glob("*.json")) == committed  # nothing written after the stop
+        assert not list(shards.glob(".*"))  # no half-written shard left behind
+    finally:
+        for pid in workers:
+            if is_running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    resumed = prepare(out, config, videos=folder)
+    assert resumed.run_already_done == len(committed)
+    prepare(tmp_path / "whole", config, videos=folder)
+    assert tar_contents(out) == tar_contents(tmp_path / "whole")
+    assert manifest_text(out) == manifest_text(tmp_path / "whole")
 
 
 def test_changing_the_recipe_of_an_existing_output_is_refused(tmp_path, video_folder, config_for_tiny_videos):
