@@ -11,20 +11,13 @@ then that shard's inputs are processed again into a shard that replaces it (shar
 
 from __future__ import annotations
 
-import ctypes
 import json
-import multiprocessing
 import os
-import signal
-import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import closing, contextmanager
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +33,7 @@ from .shards import (SHARDS_FOLDER, ShardWriter, encode_jpeg, read_sidecars, rem
 from .ssim import SsimBackend
 from .summary import HISTOGRAM_BINS, write_histogram_png
 from .video import VIDEO_SUFFIXES, SkippedInput, decode_candidates, decode_throughput, find_videos
+from .workers import run_in_workers, sigterm_unwinds
 
 
 @dataclass(frozen=True)
@@ -164,7 +158,7 @@ def prepare(output: Path, config: PrepareConfig = PrepareConfig(), *, videos: Pa
     completed = 0
     if progress:
         progress(0, len(pending))
-    with _sigterm_unwinds(), closing(_run_tasks(tasks, output, config, workers)) as results:
+    with sigterm_unwinds(), closing(_run_tasks(tasks, output, config, workers)) as results:
         for result in results:
             completed += result["num_inputs"]
             for name in ("video_pairs", "sam_samples", "decoded_frames", "candidate_frames"):
@@ -268,71 +262,8 @@ def _run_tasks(tasks, output: Path, config: PrepareConfig, workers: int):
         for kind, items, replaces in tasks:
             yield process_chunk(kind, items, output, config, replaces)
         return
-    others = set(multiprocessing.active_children())
-    # spawn: PyAV and OpenCV start threads, and forking a threaded process is unsafe.
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_start_worker,
-                               initargs=(os.getpid(),))
-    try:
-        futures = [pool.submit(_process_chunk_in_worker, kind, items, output, config, replaces)
-                   for kind, items, replaces in tasks]
-        for future in as_completed(futures):
-            yield future.result()
-    except BaseException:
-        # Interrupted, terminated or failed: the executor alone would let running chunks finish and its
-        # exit would wait for them; the workers are stopped now instead (they remove their temporary files).
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in set(multiprocessing.active_children()) - others:
-            process.terminate()
-        raise
-    finally:
-        pool.shutdown()
-
-
-def _raise_system_exit(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
-@contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C (temporary files removed, workers stopped) instead of ending the process at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread can set signal handlers
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_system_exit)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _start_worker(parent_pid: int) -> None:
-    """Tie a worker process to the `prepare` process that started it, however that one ends (`kill -9` too).
-
-    The worker gets SIGTERM when its parent dies: at once on Linux (PR_SET_PDEATHSIG), else within a
-    second from a thread that watches the parent's pid. SIGTERM unwinds the worker, which deletes the
-    temporary file it was writing. Ctrl-C, which reaches every process of the terminal, is left to the
-    parent, which stops the workers itself.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-    def watch_parent() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch_parent, name="watch-parent", daemon=True).start()
-    # Last: until here SIGTERM ends the worker at once, which is right while it has written nothing.
-    signal.signal(signal.SIGTERM, _raise_system_exit)
-
-
-def _process_chunk_in_worker(*args: Any) -> dict[str, Any]:
-    try:
-        return process_chunk(*args)
-    except SystemExit as stop:
-        # The executor would send the exit back as a result and go on with the next chunk.
-        os._exit(stop.code if isinstance(stop.code, int) else 1)
+    yield from run_in_workers(process_chunk, [(kind, items, output, config, replaces) for kind, items, replaces in tasks],
+                              workers)
 
 
 def process_chunk(kind: str, items: list[tuple[str, Path, str]], output: Path, config: PrepareConfig,
