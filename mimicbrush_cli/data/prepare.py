@@ -15,7 +15,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,9 +25,9 @@ import numpy as np
 
 from ..config import config_to_dict
 from ..errors import MimicBrushError
+from ..outputs import write_text_atomically
 from .pairs import select_pairs
 from .sam import find_sam_images, read_sam_sample, rle_encode
-from ..outputs import write_text_atomically
 from .shards import (SHARDS_FOLDER, ShardWriter, encode_jpeg, read_sidecars, remove_replaced_shards, shard_name,
                      stable_id, write_manifest)
 from .ssim import SsimBackend
@@ -139,7 +139,7 @@ def prepare(output: Path, config: PrepareConfig = PrepareConfig(), *, videos: Pa
                    for path in find_sam_images(Path(sam_images))]
     # A hash of the input's id, not its position: adding files later does not move inputs between jobs.
     mine = [item for item in inputs if int(stable_id(_input_id(item), 8), 16) % num_shards == shard_index]
-    remove_replaced_shards(output)
+    remove_replaced_shards(output)  # left by a run stopped between committing a replacement and this cleanup
     covered = {entry["id"]: (Path(sidecar["path"]).stem, entry.get("fingerprint"))
                for sidecar in read_sidecars(output) for entry in sidecar["inputs"]}
     # Shards written before inputs were fingerprinted (no "fingerprint") are taken as unchanged.
@@ -267,7 +267,7 @@ def _run_tasks(tasks, output: Path, config: PrepareConfig, workers: int):
 
 
 def process_chunk(kind: str, items: list[tuple[str, Path, str]], output: Path, config: PrepareConfig,
-                  replaces: list[str] = ()) -> dict[str, Any]:
+                  replaces: Sequence[str] = ()) -> dict[str, Any]:
     """Process one chunk of inputs into one committed shard (replacing the stale shards `replaces`);
     returns the shard's run statistics."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")

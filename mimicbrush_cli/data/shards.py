@@ -32,7 +32,7 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ def stable_id(text: str, length: int = 16) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:length]
 
 
-def shard_name(kind: str, input_ids: list[str], replaces: list[str] = ()) -> str:
+def shard_name(kind: str, input_ids: list[str], replaces: Sequence[str] = ()) -> str:
     """The shard's name derives from the inputs it covers, so a rerun of the same chunk rewrites the same file,
     and from the shards it replaces, so that it never takes the name of one of them."""
     return f"{kind}-{stable_id(chr(10).join([*input_ids, *(f'replaces {name}' for name in replaces)]))}"
