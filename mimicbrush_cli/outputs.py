@@ -1,9 +1,15 @@
-"""Atomic output files: a result is written to a temporary sibling and renamed into place, so an
-interrupted or failed run never leaves a half-written image behind."""
+"""Atomic outputs: the one way this package writes a file or commits a folder.
+
+A file is written to a temporary sibling, flushed to disk and renamed over its destination, and
+the folder's entry is flushed too; a folder is assembled under a hidden name and renamed into
+place, the folder it replaces renamed aside first and removed only after. An interrupted run, or
+a power cut, leaves the old complete result or the new one, never a half-written one.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -47,7 +53,28 @@ def current_umask() -> int:
     return mask
 
 
+def fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries, so a rename inside it survives a power cut (a no-op where folders cannot be opened)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def commit_file(temporary: Path, path: Path) -> None:
+    """Flush the fully written `temporary` to disk and rename it over `path` (same folder)."""
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    fsync_folder(Path(path).parent)
+
+
 def write_bytes_atomically(path: Path, data: bytes) -> None:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -55,10 +82,43 @@ def write_bytes_atomically(path: Path, data: bytes) -> None:
             handle.write(data)
         # mkstemp creates the file private (0600); the result gets the permissions a plain open() would give.
         os.chmod(temporary, 0o666 & ~current_umask())
-        os.replace(temporary, path)
+        commit_file(Path(temporary), path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def commit_folder(staging: Path, destination: Path) -> None:
+    """Rename the complete folder `staging` to `destination` (same parent), replacing any folder there.
+
+    The old folder is renamed aside before the new one is renamed in and deleted only after, so a
+    complete copy exists at every moment (under the hidden aside name for the instant between the
+    two renames); if the second rename fails, the old folder is put back.
+    """
+    staging, destination = Path(staging), Path(destination)
+    for root, _, files in os.walk(staging):
+        for name in files:
+            with open(Path(root) / name, "rb+") as handle:
+                os.fsync(handle.fileno())
+        fsync_folder(Path(root))
+    aside = None
+    if destination.exists():
+        aside = destination.with_name(f".{destination.name}.old-{os.getpid()}")
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(destination, aside)
+    try:
+        os.replace(staging, destination)
+    except BaseException:
+        if aside is not None:
+            os.replace(aside, destination)
+        raise
+    fsync_folder(destination.parent)
+    if aside is not None:
+        shutil.rmtree(aside)
 
 
 def save_image_atomically(image: np.ndarray, path: Path) -> None:

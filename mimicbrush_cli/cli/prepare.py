@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..config import load_config, parse_overrides
-from ..data.prepare import PrepareConfig, PrepareSummary, prepare
+from ..data.prepare import PrepareConfig, PrepareSummary, prepare, require_samples
 from ..outputs import check_folder_output_path
 from .app import app
 
@@ -42,6 +42,7 @@ def prepare_command(
                           num_shards=num_shards, measure_decode=measure_decode,
                           progress=lambda done, total: progress.update(task, completed=done, total=total))
     render_summary(summary)
+    require_samples(summary)
 
 
 def render_summary(summary: PrepareSummary) -> None:

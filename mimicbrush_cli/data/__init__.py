@@ -1,8 +1,9 @@
 """Training data: videos -> frame pairs (SSIM), SA-1B -> object masks, tar shards, augmentation, masking, Dataset.
 
 Where things live: video.py decodes, ssim.py scores, pairs.py selects, sam.py reads SA-1B masks,
-shards.py is the on-disk layout, prepare.py runs it all (`mimicbrush prepare`), augment.py and
-masking.py are the training-time transforms, dataset.py is the torch Dataset.
+shards.py is the on-disk layout, prepare.py runs it all (`mimicbrush prepare`) in worker processes
+that stop with it (workers.py), augment.py and masking.py are the training-time transforms,
+dataset.py is the torch Dataset.
 """
 
 from .augment import AugmentationConfig, build_augmentation

@@ -19,13 +19,16 @@ from .ssim import SsimBackend, ssim_pairs, to_ssim_gray
 @dataclass(frozen=True)
 class PairSelection:
     """pairs: int (K, 2) indices into the candidates, earlier frame first; scores: SSIM (K,).
-    all_scores: SSIM of every scored candidate pair (for the histogram)."""
+    all_scores: SSIM of every scored candidate pair (for the histogram). Every scored pair is chosen
+    or counted once: too similar (above the window), too different (below), or not chosen (inside
+    the window, but a frame was already used or the video's `max_pairs` was reached)."""
 
     pairs: np.ndarray
     scores: np.ndarray
     all_scores: np.ndarray
     rejected_too_similar: int
     rejected_too_different: int
+    not_chosen: int = 0
 
 
 def candidate_pairs(times: np.ndarray, min_gap_s: float, max_gap_s: float) -> np.ndarray:
@@ -60,5 +63,5 @@ def select_pairs(frames: np.ndarray, times: np.ndarray, *, ssim_min: float, ssim
             chosen.append(int(k))
             used.update((int(i), int(j)))
     chosen.sort(key=lambda k: (candidates[k, 0], candidates[k, 1]))
-    return PairSelection(candidates[chosen], scores[chosen], scores,
-                         int((scores > ssim_max).sum()), int((scores < ssim_min).sum()))
+    return PairSelection(candidates[chosen], scores[chosen], scores, int((scores > ssim_max).sum()),
+                         int((scores < ssim_min).sum()), int(inside.sum()) - len(chosen))

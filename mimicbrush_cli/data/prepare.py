@@ -4,7 +4,9 @@ Videos give frame pairs (pairs.py picks them by SSIM and time gap); SAM images g
 its object masks (sam.py), made into pseudo-pairs at training time. Work is split three ways:
 `num_shards`/`shard_index` pick a stable subset of inputs for one job of a cluster array, `workers`
 processes run chunks of `inputs_per_shard` inputs, and each chunk becomes one shard (shards.py),
-committed atomically. Re-running skips inputs that a committed shard already covers.
+committed atomically. Re-running skips inputs that a committed shard already covers, unless the
+input's size or modification time changed since (a truncated download completed, a file replaced):
+then that shard's inputs are processed again into a shard that replaces it (shards.py).
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,15 @@ import numpy as np
 
 from ..config import config_to_dict
 from ..errors import MimicBrushError
+from ..outputs import write_text_atomically
 from .pairs import select_pairs
 from .sam import find_sam_images, read_sam_sample, rle_encode
-from .shards import (SHARDS_FOLDER, ShardWriter, atomic_write_text, encode_jpeg, read_sidecars, shard_name,
+from .shards import (SHARDS_FOLDER, ShardWriter, encode_jpeg, read_sidecars, remove_replaced_shards, shard_name,
                      stable_id, write_manifest)
 from .ssim import SsimBackend
 from .summary import HISTOGRAM_BINS, write_histogram_png
-from .video import SkippedInput, decode_candidates, decode_throughput, find_videos
+from .video import VIDEO_SUFFIXES, SkippedInput, decode_candidates, decode_throughput, find_videos
+from .workers import run_in_workers, sigterm_unwinds
 
 
 @dataclass(frozen=True)
@@ -136,11 +139,18 @@ def prepare(output: Path, config: PrepareConfig = PrepareConfig(), *, videos: Pa
                    for path in find_sam_images(Path(sam_images))]
     # A hash of the input's id, not its position: adding files later does not move inputs between jobs.
     mine = [item for item in inputs if int(stable_id(_input_id(item), 8), 16) % num_shards == shard_index]
-    done = {entry["id"] for sidecar in read_sidecars(output) for entry in sidecar["inputs"]}
-    pending = [item for item in mine if _input_id(item) not in done]
+    remove_replaced_shards(output)  # left by a run stopped between committing a replacement and this cleanup
+    covered = {entry["id"]: (Path(sidecar["path"]).stem, entry.get("fingerprint"))
+               for sidecar in read_sidecars(output) for entry in sidecar["inputs"]}
+    # Shards written before inputs were fingerprinted (no "fingerprint") are taken as unchanged.
+    stale = {covered[_input_id(item)][0] for item in mine if _input_id(item) in covered
+             and covered[_input_id(item)][1] not in (None, input_fingerprint(item))}
+    pending = [item for item in mine if _input_id(item) not in covered or covered[_input_id(item)][0] in stale]
     chunks = [(kind, [item for item in pending if item[0] == kind]) for kind in ("video", "sam")]
     tasks = [(kind, items[start:start + config.inputs_per_shard])
              for kind, items in chunks for start in range(0, len(items), config.inputs_per_shard)]
+    tasks = [(kind, items, sorted({covered[_input_id(item)][0] for item in items if _input_id(item) in covered}))
+             for kind, items in tasks]
 
     summary_run = Counter()
     stage_s: Counter = Counter()
@@ -148,15 +158,16 @@ def prepare(output: Path, config: PrepareConfig = PrepareConfig(), *, videos: Pa
     completed = 0
     if progress:
         progress(0, len(pending))
-    results = _run_tasks(tasks, output, config, workers)
-    for result in results:
-        completed += result["num_inputs"]
-        for name in ("video_pairs", "sam_samples", "decoded_frames", "candidate_frames"):
-            summary_run[name] += result["stats"][name]
-        stage_s.update(result["stats"]["seconds"])
-        if progress:
-            progress(completed, len(pending))
+    with sigterm_unwinds(), closing(_run_tasks(tasks, output, config, workers)) as results:
+        for result in results:
+            completed += result["num_inputs"]
+            for name in ("video_pairs", "sam_samples", "decoded_frames", "candidate_frames"):
+                summary_run[name] += result["stats"][name]
+            stage_s.update(result["stats"]["seconds"])
+            if progress:
+                progress(completed, len(pending))
     wall = time.perf_counter() - start
+    remove_replaced_shards(output)
 
     raw_frames, raw_seconds = 0, 0.0
     if measure_decode:
@@ -177,8 +188,19 @@ def prepare(output: Path, config: PrepareConfig = PrepareConfig(), *, videos: Pa
     summary.raw_decode_frames, summary.raw_decode_s = raw_frames, raw_seconds
     record = asdict(summary) | {"frames_per_s": summary.frames_per_s, "pairs_per_s": summary.pairs_per_s,
                                 "raw_decode_fps": summary.raw_decode_fps}
-    atomic_write_text(output / "summary.json", json.dumps(record, indent=1, default=str))
+    write_text_atomically(output / "summary.json", json.dumps(record, indent=1, default=str))
     return summary
+
+
+def require_samples(summary: PrepareSummary) -> None:
+    """Raise when the output folder holds no training sample: nothing was found, or every input was skipped."""
+    if summary.video_pairs or summary.sam_samples:
+        return
+    if summary.inputs_done == 0:
+        raise MimicBrushError(f"nothing prepared: no videos ({', '.join(VIDEO_SUFFIXES)}) or SA-1B images "
+                              f"(sa_*.jpg) found")
+    raise MimicBrushError(f"nothing prepared: all {summary.inputs_done} inputs were skipped (reasons in "
+                          f"{summary.output / 'summary.json'})")
 
 
 def collect_summary(output: Path) -> PrepareSummary:
@@ -210,6 +232,20 @@ def _input_id(item: tuple[str, Path, str]) -> str:
     return f"{item[0]}:{item[2]}"
 
 
+def input_fingerprint(item: tuple[str, Path, str]) -> str:
+    """Size and modification time (ns) of the input's files; "" when they cannot be read.
+
+    Not a content hash: hashing would read every byte of every input again on each resume (terabytes
+    for a stock-video set), while a completed download, a copy or a re-encode all change the size or
+    the modification time, the same quick check make and rsync rely on."""
+    kind, root, relative = item
+    paths = [root / relative] + ([(root / relative).with_suffix(".json")] if kind == "sam" else [])
+    try:
+        return ",".join(f"{stat.st_size}:{stat.st_mtime_ns}" for stat in (path.stat() for path in paths))
+    except OSError:
+        return ""
+
+
 def _check_same_recipe(output: Path, config: PrepareConfig) -> None:
     """Appending with other settings would silently mix two recipes in one training set."""
     recipe = {key: value for key, value in config_to_dict(config).items() if key not in ("videos", "sam_images")}
@@ -218,46 +254,53 @@ def _check_same_recipe(output: Path, config: PrepareConfig) -> None:
         if json.loads(path.read_text(encoding="utf-8")) != recipe:
             raise MimicBrushError(f"{output} was prepared with other settings ({path}); use a new output folder")
     else:
-        atomic_write_text(path, json.dumps(recipe, indent=1, sort_keys=True))
+        write_text_atomically(path, json.dumps(recipe, indent=1, sort_keys=True))
 
 
 def _run_tasks(tasks, output: Path, config: PrepareConfig, workers: int):
     if workers == 1 or len(tasks) <= 1:
-        for kind, items in tasks:
-            yield process_chunk(kind, items, output, config)
+        for kind, items, replaces in tasks:
+            yield process_chunk(kind, items, output, config, replaces)
         return
-    # spawn: PyAV and OpenCV start threads, and forking a threaded process is unsafe.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(process_chunk, kind, items, output, config) for kind, items in tasks]
-        for future in as_completed(futures):
-            yield future.result()
+    yield from run_in_workers(process_chunk, [(kind, items, output, config, replaces) for kind, items, replaces in tasks],
+                              workers)
 
 
-def process_chunk(kind: str, items: list[tuple[str, Path, str]], output: Path, config: PrepareConfig) -> dict[str, Any]:
-    """Process one chunk of inputs into one committed shard; returns the shard's run statistics."""
+def process_chunk(kind: str, items: list[tuple[str, Path, str]], output: Path, config: PrepareConfig,
+                  replaces: Sequence[str] = ()) -> dict[str, Any]:
+    """Process one chunk of inputs into one committed shard (replacing the stale shards `replaces`);
+    returns the shard's run statistics."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     ids = [_input_id(item) for item in items]
-    writer = ShardWriter(output / SHARDS_FOLDER, shard_name(kind, ids))
+    writer = ShardWriter(output / SHARDS_FOLDER, shard_name(kind, ids, replaces))
     rejects: Counter = Counter()
     histogram = np.zeros(len(HISTOGRAM_BINS) - 1, np.int64)
     stats: dict[str, Any] = {"video_pairs": 0, "sam_samples": 0, "decoded_frames": 0, "candidate_frames": 0,
                              "seconds": Counter()}
     entries = []
-    for item in items:
-        entry = {"id": _input_id(item), "status": "done", "reason": "", "detail": ""}
-        try:
-            if kind == "video":
-                _add_video(writer, item, config, rejects, histogram, stats)
-            else:
-                _add_sam_image(writer, item, config, rejects, stats)
-        except SkippedInput as skipped:
-            entry.update(status="skipped", reason=skipped.reason, detail=skipped.detail)
-        except Exception as error:  # noqa: BLE001 - one hostile input must not stop a run of thousands
-            entry.update(status="skipped", reason="unexpected-error", detail=f"{type(error).__name__}: {error}"[:200])
-        if entry["status"] == "skipped":
-            rejects[f"input:{entry['reason']}"] += 1
-        entries.append(entry)
-    writer.commit({"kind": kind, "inputs": entries, "rejects": dict(rejects), "ssim_histogram": histogram.tolist()})
+    try:
+        for item in items:
+            # Taken before reading: an input that changes while it is read is seen as changed by the next run.
+            entry = {"id": _input_id(item), "fingerprint": input_fingerprint(item), "status": "done", "reason": "",
+                     "detail": ""}
+            try:
+                if kind == "video":
+                    _add_video(writer, item, config, rejects, histogram, stats)
+                else:
+                    _add_sam_image(writer, item, config, rejects, stats)
+            except SkippedInput as skipped:
+                entry.update(status="skipped", reason=skipped.reason, detail=skipped.detail)
+            except Exception as error:  # noqa: BLE001 - one hostile input must not stop a run of thousands
+                entry.update(status="skipped", reason="unexpected-error",
+                             detail=f"{type(error).__name__}: {error}"[:200])
+            if entry["status"] == "skipped":
+                rejects[f"input:{entry['reason']}"] += 1
+            entries.append(entry)
+        writer.commit({"kind": kind, "inputs": entries, "rejects": dict(rejects),
+                       "ssim_histogram": histogram.tolist(), "replaces": list(replaces)})
+    except BaseException:
+        writer.discard()
+        raise
     stats["seconds"] = dict(stats["seconds"])
     return {"num_inputs": len(items), "stats": stats}
 
@@ -277,13 +320,18 @@ def _add_video(writer: ShardWriter, item, config: PrepareConfig, rejects: Counte
     histogram += np.histogram(np.clip(selection.all_scores, -1, 1), HISTOGRAM_BINS)[0]
     rejects["pair:too-similar"] += selection.rejected_too_similar
     rejects["pair:too-different"] += selection.rejected_too_different
+    rejects["pair:not-chosen"] += selection.not_chosen
     stats["decoded_frames"] += candidates.decoded_frames
     stats["candidate_frames"] += len(candidates.times)
     stats["seconds"].update({"decode": decoded - start, "ssim": scored - decoded})
     if len(candidates.times) < 2 or len(selection.all_scores) == 0:
         raise SkippedInput("too-short", f"{len(candidates.times)} candidate frames, none {config.min_gap_s}s apart")
     if len(selection.pairs) == 0:
-        raise SkippedInput("no-pair-in-ssim-window")
+        scores = selection.all_scores
+        closest = scores[np.argmin(np.maximum(config.ssim_min - scores, scores - config.ssim_max))]
+        raise SkippedInput("no-pair-in-ssim-window", f"closest SSIM {closest:.3f} of {len(scores)} scored pairs "
+                                                     f"(range {scores.min():.3f}..{scores.max():.3f}), window "
+                                                     f"[{config.ssim_min}, {config.ssim_max}]")
     video_id = stable_id(relative)
     for number, ((first, second), score) in enumerate(zip(selection.pairs, selection.scores)):
         record = {"kind": "video", "input": relative, "source_time": round(float(candidates.times[first]), 4),

@@ -4,8 +4,9 @@ Layout of an output folder:
 
     shards/video-<id>.tar   <key>.source.jpg, <key>.reference.jpg, <key>.json   (a video pair)
     shards/sam-<id>.tar     <key>.image.jpg, <key>.json (object masks as COCO RLE) (a SAM image)
-    shards/<name>.json      the sidecar: inputs the shard covers (done or skipped, with reason),
-                            its samples with byte offsets of their members, rejects, SSIM histogram
+    shards/<name>.json      the sidecar: inputs the shard covers (done or skipped, with reason, and
+                            the size and mtime each had), its samples with byte offsets of their
+                            members, rejects, SSIM histogram, and the shards it replaces
     manifest.jsonl          every sample, sorted by key (rebuilt from the sidecars after each run)
     summary.json, ssim_histogram.png
 
@@ -17,6 +18,11 @@ Why sidecars: a shard's tar and then its sidecar are each written to a temporary
 and only a sidecar marks its inputs done. A run killed midway leaves at most a tar without a
 sidecar, which the next run rewrites (shard names derive from the inputs they cover, so the rewrite
 is the same file): nothing is lost, nothing is duplicated, and existing shards are never modified.
+
+An input that changed after its shard was written (a truncated download completed) makes the shard
+stale: its inputs are processed again into a new shard whose sidecar names the stale one under
+`replaces`. From the moment that sidecar is committed the stale shard is ignored, so each input is
+covered by exactly one shard at every moment; its files are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -26,12 +32,14 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from ..outputs import commit_file, write_text_atomically
 
 SHARDS_FOLDER = "shards"
 MANIFEST_NAME = "manifest.jsonl"
@@ -41,9 +49,10 @@ def stable_id(text: str, length: int = 16) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:length]
 
 
-def shard_name(kind: str, input_ids: list[str]) -> str:
-    """The shard's name derives from the inputs it covers, so a rerun of the same chunk rewrites the same file."""
-    return f"{kind}-{stable_id(chr(10).join(input_ids))}"
+def shard_name(kind: str, input_ids: list[str], replaces: Sequence[str] = ()) -> str:
+    """The shard's name derives from the inputs it covers, so a rerun of the same chunk rewrites the same file,
+    and from the shards it replaces, so that it never takes the name of one of them."""
+    return f"{kind}-{stable_id(chr(10).join([*input_ids, *(f'replaces {name}' for name in replaces)]))}"
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -55,19 +64,6 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
 def decode_image(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class ShardWriter:
@@ -99,25 +95,38 @@ class ShardWriter:
         tar_name = None
         if self._tar is not None:
             self._tar.close()
-            with open(self.temporary, "rb+") as handle:
-                os.fsync(handle.fileno())
             tar_name = f"{self.name}.tar"
-            os.replace(self.temporary, self.folder / tar_name)
+            commit_file(self.temporary, self.folder / tar_name)
         sidecar = {**sidecar, "tar": tar_name, "samples": self.samples}
         path = self.folder / f"{self.name}.json"
-        atomic_write_text(path, json.dumps(sidecar, indent=1, sort_keys=True))
+        write_text_atomically(path, json.dumps(sidecar, indent=1, sort_keys=True))
         return path
 
+    def discard(self) -> None:
+        """Drop an uncommitted shard: close and delete its temporary tar."""
+        if self._tar is not None:
+            self._tar.close()
+        self.temporary.unlink(missing_ok=True)
 
-def read_sidecars(output: Path) -> list[dict[str, Any]]:
-    """Every committed shard sidecar under `output`, sorted by shard name."""
+
+def read_sidecars(output: Path, replaced: bool = False) -> list[dict[str, Any]]:
+    """Every committed shard sidecar under `output` that no other replaces (only those, with `replaced`),
+    sorted by shard name."""
     folder = output / SHARDS_FOLDER
     sidecars = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         sidecar = json.loads(path.read_text(encoding="utf-8"))
         sidecar["path"] = str(path)
         sidecars.append(sidecar)
-    return sidecars
+    names = {name for sidecar in sidecars for name in sidecar.get("replaces", [])}
+    return [sidecar for sidecar in sidecars if (Path(sidecar["path"]).stem in names) == replaced]
+
+
+def remove_replaced_shards(output: Path) -> None:
+    for sidecar in read_sidecars(output, replaced=True):
+        Path(sidecar["path"]).unlink(missing_ok=True)
+        if sidecar["tar"]:
+            (output / SHARDS_FOLDER / sidecar["tar"]).unlink(missing_ok=True)
 
 
 def manifest_records(sidecars: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -130,7 +139,7 @@ def manifest_records(sidecars: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_manifest(output: Path, sidecars: list[dict[str, Any]]) -> Path:
     path = output / MANIFEST_NAME
-    atomic_write_text(path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in manifest_records(sidecars)))
+    write_text_atomically(path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in manifest_records(sidecars)))
     return path
 
 

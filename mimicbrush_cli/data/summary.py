@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .shards import atomic_write_bytes
+from ..outputs import write_bytes_atomically
 
 HISTOGRAM_BINS = np.linspace(-1.0, 1.0, 81)  # 0.025 wide; SSIM can be negative
 
@@ -36,4 +36,4 @@ def write_histogram_png(path: Path, counts: np.ndarray) -> None:
 
     buffer = io.BytesIO()
     Image.fromarray(histogram_image(np.asarray(counts))).save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    write_bytes_atomically(path, buffer.getvalue())

@@ -30,7 +30,7 @@ from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from ..errors import MimicBrushError, first_line
-from ..outputs import current_umask
+from ..outputs import commit_folder, current_umask
 from .build import build_clip_image_processor, build_scheduler
 from .depth import DepthGuider
 from .depth_checkpoint import load_depth_anything_from_original
@@ -230,9 +230,7 @@ def save_pipeline_atomically(pipeline, destination: Path) -> None:
     try:
         pipeline.save_pretrained(staging, safe_serialization=True)
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp creates the folder private (0700)
-        if destination.exists():
-            destination.rmdir()
-        os.replace(staging, destination)
+        commit_folder(staging, destination)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -8,14 +8,14 @@
         state.json               step, data position, LR-schedule, EMA and grad-scaler counters
 
 A checkpoint is assembled in a hidden sibling folder and renamed into place once every process has
-written its part, so a folder named `step-*` is always complete. FSDP and DeepSpeed shard the model
+written its part (`outputs.commit_folder`, which also replaces a checkpoint of the same step without a
+moment where neither exists), so a folder named `step-*` is always complete. FSDP and DeepSpeed shard the model
 and optimiser: there accelerate's own sharded `save_state` replaces weights and optimiser files.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from accelerate.utils import DistributedType
 from safetensors.torch import load_file, save_file
 
 from ..errors import MimicBrushError, first_line
+from ..outputs import commit_folder
 
 CHECKPOINTS_FOLDER = "checkpoints"
 STATE_FILE = "state.json"
@@ -99,9 +100,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, model
         (staging / STATE_FILE).write_text(json.dumps(full_state, indent=1))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
+        commit_folder(staging, final)
         if keep > 0:
             for old in list_checkpoints(output_dir)[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)

@@ -1,15 +1,26 @@
 """`prepare`: outputs, resume after interruption, array-job splits, CLI, recipes."""
 
+import importlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import mimicbrush_cli
 from mimicbrush_cli.cli.app import app
-from mimicbrush_cli.config import load_config
+from mimicbrush_cli.config import config_to_dict, load_config
 from mimicbrush_cli.data import PrepareConfig, iter_video_pairs, prepare
 from mimicbrush_cli.data.shards import ShardWriter, read_sidecars
+from mimicbrush_cli.data.summary import HISTOGRAM_BINS
 
 RECIPES = Path(__file__).resolve().parents[2] / "data_recipes"
 
@@ -29,6 +40,10 @@ def manifest_text(folder: Path) -> str:
     return (folder / "manifest.jsonl").read_text()
 
 
+def tar_contents(folder: Path) -> list[bytes]:
+    return sorted(path.read_bytes() for path in (folder / "shards").glob("*.tar"))
+
+
 def test_prepare_writes_shards_manifest_histogram_and_summary(tmp_path, video_folder, sam_folder, config_for_tiny_videos):
     summary = prepare(tmp_path, config_for_tiny_videos(), videos=video_folder, sam_images=sam_folder)
     assert summary.video_pairs == 6 and summary.sam_samples == 2
@@ -40,6 +55,33 @@ def test_prepare_writes_shards_manifest_histogram_and_summary(tmp_path, video_fo
     assert len(pairs) == 6
     key, source, reference = pairs[0]
     assert source.dtype == np.uint8 and source.shape == reference.shape == (48, 64, 3)
+
+
+def test_every_scored_pair_is_kept_or_counted_once_by_reason(tmp_path, video_folder, config_for_tiny_videos):
+    summary = prepare(tmp_path, config_for_tiny_videos(), videos=video_folder)
+    pair_counts = {reason: count for reason, count in summary.rejects.items() if reason.startswith("pair:")}
+    assert set(pair_counts) == {"pair:too-similar", "pair:too-different", "pair:not-chosen"}
+    assert pair_counts["pair:not-chosen"] > 0  # 3 pairs at most per video, many more inside the window
+    assert sum(summary.ssim_histogram) == summary.video_pairs + sum(pair_counts.values())
+
+
+def test_a_clip_without_a_pair_in_the_window_names_its_closest_ssim_and_the_window(tmp_path, video_folder,
+                                                                                  config_for_tiny_videos):
+    summary = prepare(tmp_path, config_for_tiny_videos(ssim_min=0.97, ssim_max=0.99), videos=video_folder)
+    assert {entry["reason"] for entry in summary.skipped} == {"no-pair-in-ssim-window"}
+    histogram = np.asarray(summary.ssim_histogram)
+    assert histogram.sum() == summary.rejects["pair:too-different"]  # every pair is below the window
+    for entry in summary.skipped:
+        match = re.fullmatch(r"closest SSIM (\S+) of (\d+) scored pairs \(range (\S+)\.\.(\S+)\), "
+                             r"window \[0\.97, 0\.99\]", entry["detail"])
+        assert match, entry["detail"]
+        closest, highest = float(match[1]), float(match[4])
+        assert closest == highest < 0.97  # below the window, the closest pair is the most similar one
+    # The most similar pair of both clips lies in the histogram's highest non-empty bin.
+    top_bin = np.flatnonzero(histogram)[-1]
+    best = max(float(re.search(r"closest SSIM (\S+)", entry["detail"])[1]) for entry in summary.skipped)
+    assert HISTOGRAM_BINS[top_bin] - 5e-4 <= best <= HISTOGRAM_BINS[top_bin + 1] + 5e-4
+    assert sum(int(re.search(r"of (\d+) scored", entry["detail"])[1]) for entry in summary.skipped) == histogram.sum()
 
 
 def test_resume_after_interruption_gives_the_same_manifest(tmp_path, mixed_folder, config_for_tiny_videos,
@@ -70,6 +112,40 @@ def test_resume_after_interruption_gives_the_same_manifest(tmp_path, mixed_folde
     assert again.run_processed == 0 and manifest_text(tmp_path / "resumed") == manifest_text(tmp_path / "whole")
 
 
+def test_a_skipped_truncated_video_is_redone_once_the_complete_file_replaces_it(tmp_path, photo_frames, make_video,
+                                                                             config_for_tiny_videos, monkeypatch):
+    prepare_module = importlib.import_module("mimicbrush_cli.data.prepare")  # not the function the package exports
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    make_video(folder / "a.mp4", photo_frames["coffee"])
+    complete = make_video(tmp_path / "complete.mp4", photo_frames["astronaut"])
+    (folder / "b.mp4").write_bytes(complete.read_bytes()[:complete.stat().st_size // 2])  # a download cut short
+    make_video(folder / "c.mp4", photo_frames["astronaut"][4:])
+    config = config_for_tiny_videos()  # two inputs per shard: [a, b] and [c]
+    out = tmp_path / "out"
+    first = prepare(out, config, videos=folder)
+    assert [entry["id"] for entry in first.skipped] == ["video:b.mp4"]
+
+    shutil.copyfile(complete, folder / "b.mp4")  # the download completed
+    # Killed after the new shard was committed, before the one it replaces was deleted: that one is ignored.
+    monkeypatch.setattr(prepare_module, "remove_replaced_shards", lambda output: None)
+    resumed = prepare(out, config, videos=folder)
+    assert resumed.skipped == [] and resumed.run_already_done == 1 and resumed.run_processed == 2
+    fresh = tmp_path / "fresh"
+    uninterrupted = prepare(fresh, config, videos=folder)
+    assert manifest_text(out) == manifest_text(fresh)
+    assert resumed.video_pairs == uninterrupted.video_pairs == 9
+    assert resumed.ssim_histogram == uninterrupted.ssim_histogram
+
+    monkeypatch.undo()
+    again = prepare(out, config, videos=folder)
+    assert again.run_processed == 0 and manifest_text(out) == manifest_text(fresh)
+    # The replaced shard's tar and sidecar are gone; the shards hold the same bytes as the uninterrupted run's.
+    assert read_sidecars(out, replaced=True) == [] and len(list((out / "shards").glob("*.json"))) == 2
+    assert tar_contents(out) == tar_contents(fresh)
+
+
 def test_array_job_parts_together_equal_one_job(tmp_path, mixed_folder, config_for_tiny_videos):
     config = config_for_tiny_videos()
     prepare(tmp_path / "one", config, videos=mixed_folder)
@@ -85,6 +161,77 @@ def test_worker_processes_give_the_same_manifest(tmp_path, mixed_folder, config_
     prepare(tmp_path / "serial", config, videos=mixed_folder)
     prepare(tmp_path / "pool", config, videos=mixed_folder, workers=2)
     assert manifest_text(tmp_path / "pool") == manifest_text(tmp_path / "serial")
+
+
+def live_descendants(pid: int) -> set[int]:
+    """Processes below `pid` that are running (not zombies), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if state != "Z":
+            children.setdefault(int(parent), []).append(int(stat.parent.name))
+    found, frontier = set(), [pid]
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            found.add(child)
+            frontier.append(child)
+    return found
+
+
+def is_running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_workers_stop_with_a_killed_prepare_and_a_resume_gives_the_same_shards(tmp_path, photo_frames, make_video,
+                                                                              config_for_tiny_videos, stop):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for index in range(12):
+        make_video(folder / f"clip{index:02d}.mp4", photo_frames["astronaut" if index % 2 else "coffee"][index % 4:])
+    config = config_for_tiny_videos(inputs_per_shard=1)
+    out, shards = tmp_path / "out", tmp_path / "out" / "shards"
+    values = {key: value for key, value in config_to_dict(config).items() if key != "sam"}
+    script = (f"from pathlib import Path\nfrom mimicbrush_cli.data.prepare import PrepareConfig, prepare\n"
+              f"prepare(Path({str(out)!r}), PrepareConfig(**{values!r}), videos=Path({str(folder)!r}), workers=2)\n")
+    package_root = str(Path(mimicbrush_cli.__file__).parents[1])
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=package_root,
+                              env=os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": package_root})
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 300
+        while not list(shards.glob("*.json")):  # the first shard is committed: the workers are busy
+            assert parent.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        workers = live_descendants(parent.pid)
+        parent.send_signal(stop)
+        parent.wait()
+        committed = sorted(path.name for path in shards.glob("*.json"))
+        assert workers and len(committed) < 12  # stopped mid-run
+        deadline = time.monotonic() + 5
+        while any(is_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if is_running(pid)], "worker processes outlived prepare"
+        time.sleep(1)
+        assert sorted(path.name for path in shards.glob("*.json")) == committed  # nothing written after the stop
+        assert not list(shards.glob(".*"))  # no half-written shard left behind
+    finally:
+        for pid in workers:
+            if is_running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    resumed = prepare(out, config, videos=folder)
+    assert resumed.run_already_done == len(committed)
+    prepare(tmp_path / "whole", config, videos=folder)
+    assert tar_contents(out) == tar_contents(tmp_path / "whole")
+    assert manifest_text(out) == manifest_text(tmp_path / "whole")
 
 
 def test_changing_the_recipe_of_an_existing_output_is_refused(tmp_path, video_folder, config_for_tiny_videos):
@@ -105,6 +252,24 @@ def test_cli_prepare_renders_a_summary_and_reports_user_errors(tmp_path, video_f
     assert missing.exit_code == 2 and "not a folder" in missing.output
     typo = runner.invoke(app, ["prepare", str(video_folder), "-o", str(tmp_path / "out3"), "--set", "ssim_mni=0.3"])
     assert typo.exit_code == 2 and "unknown config key ssim_mni" in typo.output
+
+
+def test_cli_prepare_that_prepares_nothing_fails_in_one_line_and_writes_its_summary(tmp_path):
+    empty, broken = tmp_path / "empty", tmp_path / "broken"
+    empty.mkdir()
+    broken.mkdir()
+    (broken / "clip.mp4").write_bytes(b"not a video")
+    runner = CliRunner()
+    nothing = runner.invoke(app, ["prepare", str(empty), "-o", str(tmp_path / "out1")])
+    assert nothing.exit_code == 2
+    assert "error: nothing prepared: no videos (.mp4, .mov, .mkv, .webm, .avi) or SA-1B images" in nothing.output
+    assert (tmp_path / "out1" / "summary.json").is_file()
+    skipped = runner.invoke(app, ["prepare", str(broken), "-o", str(tmp_path / "out2")])
+    assert skipped.exit_code == 2
+    assert "error: nothing prepared: all 1 inputs were skipped" in skipped.output
+    assert "skipped video:clip.mp4: unreadable-container" in skipped.output
+    record = json.loads((tmp_path / "out2" / "summary.json").read_text())
+    assert [entry["id"] for entry in record["skipped"]] == ["video:clip.mp4"]
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda path: path.stem)

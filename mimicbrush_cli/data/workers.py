@@ -1,0 +1,85 @@
+"""Worker processes for `prepare` that never outlive it.
+
+`ProcessPoolExecutor` alone lets workers run on when their parent is killed (they keep taking
+queued chunks and writing shards), and on an exception its exit waits for running chunks to finish.
+Here a worker gets SIGTERM as soon as its parent dies, however it died (`kill -9` too), and the parent
+stops its workers itself when it is interrupted, terminated or fails. SIGTERM unwinds a worker like
+an exception, so it deletes the temporary file it was writing before it exits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from typing import Any
+
+
+def run_in_workers(function: Callable[..., Any], calls: list[tuple], workers: int) -> Iterator[Any]:
+    """`function(*call)` for every call in `workers` processes; yields the results as they complete."""
+    others = set(multiprocessing.active_children())
+    # spawn: PyAV and OpenCV start threads, and forking a threaded process is unsafe.
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(os.getpid(),))
+    try:
+        futures = [pool.submit(_call_in_worker, function, *call) for call in calls]
+        for future in as_completed(futures):
+            yield future.result()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in set(multiprocessing.active_children()) - others:
+            process.terminate()
+        raise
+    finally:
+        pool.shutdown()
+
+
+def _raise_system_exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """Within: SIGTERM unwinds like Ctrl-C (temporary files removed, workers stopped) instead of ending
+    the process at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread can set signal handlers
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_system_exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _start_worker(parent_pid: int) -> None:
+    """SIGTERM when the parent dies: at once on Linux (PR_SET_PDEATHSIG), else within half a second from
+    a thread that watches the parent's pid (which also covers a parent that died before this ran).
+    Ctrl-C, which reaches every process of the terminal, is left to the parent, which stops the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+    def watch_parent() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch_parent, name="watch-parent", daemon=True).start()
+    # Last: until here SIGTERM ends the worker at once, which is right while it has written nothing.
+    signal.signal(signal.SIGTERM, _raise_system_exit)
+
+
+def _call_in_worker(function: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return function(*args)
+    except SystemExit as stop:
+        # The executor would send the exit back as a result and go on with the next call.
+        os._exit(stop.code if isinstance(stop.code, int) else 1)
