@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from ..errors import MimicBrushError
 from .augment import AugmentationConfig, augment, build_augmentation
-from .masking import MaskingConfig, grid_mask, is_partial
+from .masking import MaskingConfig, box_mask, grid_mask, is_partial
 from .sam import rle_decode
 from .shards import decode_image, iter_samples, read_member
 
@@ -97,7 +97,11 @@ class MimicBrushTrainingSet(Dataset):
             first, second = second, first
         source, _ = augment(self.transform, first, seeds[0])
         reference, _ = augment(self.transform, second, seeds[1])
-        return source, reference, grid_mask(source, rng, self.config.masking)
+        mask = grid_mask(source, rng, self.config.masking)
+        # Drawn only when boxes are on, so configs without them replay the draws they always had.
+        if self.config.masking.box_p and rng.random() < self.config.masking.box_p:
+            mask = box_mask(mask.shape, rng, self.config.masking)
+        return source, reference, mask
 
     def _sam_item(self, shard: Path, sample: dict[str, Any], rng: np.random.Generator, seeds: list[int]):
         image = decode_image(read_member(shard, sample["members"]["image.jpg"]))

@@ -22,6 +22,9 @@ class MaskingConfig:
     keypoint_cells: int = 5
     keypoint_cell_p: float = 0.7   # paper: 0.75
     other_cell_p: float = 0.3      # paper: 0.5
+    box_p: float = 0.0             # video rows whose mask is instead one box (`box_mask`), the shape
+                                   # `benchmark recon` scores: a region the source's context cannot fill
+    box_fraction: tuple[float, float] = (0.3, 0.6)  # its sides, as fractions of the image's
 
 
 PAPER_MASKING = MaskingConfig(keypoint_cell_p=0.75, other_cell_p=0.5)
@@ -61,6 +64,17 @@ def grid_mask(image: np.ndarray, rng: np.random.Generator, config: MaskingConfig
     row_of = np.repeat(np.arange(grid), np.diff(rows))
     col_of = np.repeat(np.arange(grid), np.diff(cols))
     return cells[row_of][:, col_of]
+
+
+def box_mask(shape: tuple[int, int], rng: np.random.Generator, config: MaskingConfig = MaskingConfig()) -> np.ndarray:
+    """One axis-aligned box, sides drawn in `config.box_fraction` of the image's, anywhere inside it."""
+    height, width = shape
+    low, high = config.box_fraction
+    box_height, box_width = (max(1, round(side * rng.uniform(low, high))) for side in (height, width))
+    top, left = int(rng.integers(0, height - box_height + 1)), int(rng.integers(0, width - box_width + 1))
+    mask = np.zeros(shape, bool)
+    mask[top:top + box_height, left:left + box_width] = True
+    return mask
 
 
 def is_partial(mask: np.ndarray, min_fraction: float = 0.005) -> bool:

@@ -112,3 +112,25 @@ def test_offline_photos_become_an_sa1b_folder_prepare_accepts(tmp_path):
     assert len(written) >= 3
     summary = prepare(tmp_path / "out", PrepareConfig(frame_max_side=128), sam_images=tmp_path / "sa1b")
     assert summary.sam_samples == len(written)
+
+
+def test_box_masks_replace_grid_masks_on_the_configured_share_of_video_rows(prepared):
+    from mimicbrush_cli.data.masking import box_mask
+
+    def is_one_box(mask):
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        return mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()
+
+    boxes = training_set(prepared, samples_per_epoch=40, video_ratio=1.0,
+                         masking=MaskingConfig(box_p=0.5, box_fraction=(0.3, 0.6)))
+    grids = training_set(prepared, samples_per_epoch=40, video_ratio=1.0)
+    box_rows = [is_one_box(boxes[index]["mask"][0].numpy().astype(bool)) for index in range(40)]
+    assert 10 <= sum(box_rows) <= 30
+    # Rows that keep their grid mask are the grid mask of a run without boxes: nothing else moved.
+    for index, is_box in enumerate(box_rows):
+        torch.testing.assert_close(boxes[index]["source"], grids[index]["source"])
+        if not is_box:
+            torch.testing.assert_close(boxes[index]["mask"], grids[index]["mask"])
+    mask = box_mask((60, 100), np.random.default_rng(0), MaskingConfig(box_fraction=(0.3, 0.6)))
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    assert is_one_box(mask) and 18 <= len(rows) <= 36 and 30 <= len(cols) <= 60
