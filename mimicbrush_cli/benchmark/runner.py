@@ -18,17 +18,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ..errors import MimicBrushError
 from ..outputs import save_image_atomically, write_bytes_atomically
-from .backbones import MetricModels, load_backbones
 from .editors import Editor
 from .report import grid_image, json_scores, markdown_report, mean_scores, write_json
 from .samples import BrokenSample, read_sample, sample_files
 from .scores import SPLIT_METRICS, sample_scores
+
+if TYPE_CHECKING:
+    from .backbones import MetricModels
 
 KEEP_SHAPE = {"texture": True, "part": False}  # texture transfer is depth-conditioned, part composition is not
 ProgressCallback = Callable[[int, int, str], None]  # (samples handled, total, sample id)
@@ -112,9 +114,14 @@ def check_result(result: np.ndarray, source: np.ndarray) -> np.ndarray:
 
 
 def run_benchmark(data_dir: str | Path, output_dir: str | Path, settings: BenchmarkSettings, editor: Editor,
-                  metric_models: MetricModels = MetricModels(), editor_info: Mapping[str, Any] | None = None,
+                  metric_models: MetricModels | None = None, editor_info: Mapping[str, Any] | None = None,
                   progress: ProgressCallback | None = None) -> BenchmarkResults:
-    """Edit and score every sample of `data_dir` not yet finished in `output_dir`; write the reports."""
+    """Edit and score every sample of `data_dir` not yet finished in `output_dir`; write the reports.
+
+    `metric_models`: where the metric networks come from (default: `MetricModels()`, the Hub ids).
+    """
+    from .backbones import MetricModels, load_backbones
+
     if settings.task not in KEEP_SHAPE or settings.split not in SPLIT_METRICS:
         raise MimicBrushError(f"unknown benchmark {settings.task}/{settings.split}")
     output_dir = Path(output_dir)
@@ -124,7 +131,7 @@ def run_benchmark(data_dir: str | Path, output_dir: str | Path, settings: Benchm
     pending = [sample_id for sample_id in files if not store.done(sample_id)]
     backbones = None
     if pending:  # every network loads (or fails) before the first edit
-        backbones = load_backbones(metric_models, need_identity=settings.split == "inter",
+        backbones = load_backbones(metric_models or MetricModels(), need_identity=settings.split == "inter",
                                    need_perceptual=settings.split == "inner")
     broken: dict[str, str] = {}
     edited = 0

@@ -7,12 +7,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .backbones import MetricBackbones
 from .crops import box_crop, foreground_crop
 from .metrics import cosine_score, psnr, ssim
 from .samples import BenchmarkSample
+
+if TYPE_CHECKING:
+    from .backbones import MetricBackbones
 
 INNER_METRICS = ("ssim", "psnr", "lpips")
 INTER_METRICS = ("dino_i", "clip_i", "clip_t")

@@ -12,12 +12,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..benchmark.backbones import MetricModels
-from ..benchmark.editors import PipelineOptions, make_pipeline_editor
-from ..benchmark.recon import ReconSettings, load_video_pairs, run_recon
+from ..benchmark.editors import PipelineOptions
+from ..benchmark.recon import ReconSettings
 from ..benchmark.report import PAPER_ROWS, RECON_DIFFERENCES, RECON_ROWS, SPLIT_TITLES, TASK_TITLES, results_table
-from ..benchmark.runner import BenchmarkSettings, run_benchmark
-from ..pipeline import MAX_SEED
+from ..benchmark.runner import BenchmarkSettings
+from ..settings import MAX_SEED
 from .app import app, quiet_libraries
 from .options import Device, DType, Model, Weights, dtype_name
 
@@ -64,6 +63,10 @@ def _progress(description: str) -> Iterator[Callable[[int, int, str], None]]:
 def _run_task(task: str, data_dir: Path, split: Split, output: Path | None, seed: int, long_side: int,
               weights: Path | None, model: str | None, steps: int, guidance: float, crop: bool, device: Device,
               dtype: DType, metrics_models: Path | None) -> None:
+    from ..benchmark.backbones import MetricModels
+    from ..benchmark.editors import make_pipeline_editor
+    from ..benchmark.runner import run_benchmark
+
     quiet_libraries()
     settings = BenchmarkSettings(task=task, split=split.value, seed=seed, long_side=long_side)
     editor = make_pipeline_editor(weights=weights, model=model, device=device.value,
@@ -119,6 +122,9 @@ def recon_command(
 ) -> None:
     """Mask each held-out source and repaint it with the model, the model without reference attention, a
     mean-colour fill, a homography warp and the model with a mismatched reference; compare them."""
+    from ..benchmark.editors import make_pipeline_editor
+    from ..benchmark.recon import load_video_pairs, run_recon
+
     quiet_libraries()
     settings = ReconSettings(seed=seed, box_fraction=box_fraction, long_side=long_side)
     editor = make_pipeline_editor(weights=weights, model=model, device=device.value,
