@@ -101,3 +101,15 @@ def test_model_folder_without_vae_names_the_vae_folder(photo_files, model_copy):
                           "-o", photo_files["source"].parent / "out.png", "--weights", model_copy, "--device", "cpu")
     assert line == (f"error: cannot load model folder {model_copy}: it has no vae/ folder "
                     "(model_index.json lists a vae component)")
+
+
+def test_prepare_set_inputs_per_shard_0_is_refused(tmp_path):
+    line = one_error_line("prepare", tmp_path, "-o", tmp_path / "out", "--set", "inputs_per_shard=0")
+    assert line == "error: config key inputs_per_shard must be at least 1, got 0"
+
+
+def test_prepare_recipe_with_negative_sample_fps_is_refused(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("sample_fps: -1\n")
+    line = one_error_line("prepare", tmp_path, "-o", tmp_path / "out", "--recipe", recipe)
+    assert line == "error: config key sample_fps must be above 0, got -1.0"
