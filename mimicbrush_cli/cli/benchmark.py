@@ -125,6 +125,7 @@ def recon_command(
     from ..benchmark.editors import make_pipeline_editor
     from ..benchmark.recon import load_video_pairs, run_recon
 
+    pairs = list(load_video_pairs(shards))  # read (and checked) before the model loads
     quiet_libraries()
     settings = ReconSettings(seed=seed, box_fraction=box_fraction, long_side=long_side)
     editor = make_pipeline_editor(weights=weights, model=model, device=device.value,
@@ -132,7 +133,7 @@ def recon_command(
                                   crop=crop)
     output = output or Path("benchmark_results") / "recon"
     with _progress("recon") as report:
-        results = run_recon(load_video_pairs(shards), output, editor, settings, editor_info=editor.record,
+        results = run_recon(pairs, output, editor, settings, editor_info=editor.record,
                             progress=report, attention_off=editor.with_reference_attention_off(),
                             autoencoder=editor.autoencode)
     overall = results.summary["overall"]

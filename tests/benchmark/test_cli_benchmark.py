@@ -59,3 +59,10 @@ def test_benchmark_recon_end_to_end_scores_every_editor(tiny_model_dir, tmp_path
     assert {"model", "attention_off", "mean_fill", "homography", "model_mismatched", "autoencoder"} <= set(scores)
     assert scores["model"] != scores["attention_off"]  # the ablation really switched something off
     assert (tmp_path / "out" / "overview.jpg").is_file()
+
+
+def test_benchmark_recon_on_a_folder_that_is_not_prepared_data_says_so(benchmark_dir, tmp_path):
+    result = run("benchmark", "recon", benchmark_dir, "-o", tmp_path / "out", "--model", "random-tiny")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"error: {benchmark_dir} is not a prepared data folder (it has no shards/ "
+                                     "folder); give folders written by `mimicbrush prepare`")
