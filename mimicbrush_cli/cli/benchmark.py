@@ -14,8 +14,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..benchmark.editors import PipelineOptions
 from ..benchmark.recon import ReconSettings
-from ..benchmark.report import PAPER_ROWS, RECON_DIFFERENCES, RECON_ROWS, SPLIT_TITLES, TASK_TITLES, results_table
+from ..benchmark.report import (PAPER_ROWS, RECON_DIFFERENCES, RECON_ROWS, SPLIT_TITLES, TASK_TITLES, measurement_notes,
+                                results_table, run_cells)
 from ..benchmark.runner import BenchmarkSettings
+from ..errors import MimicBrushError
 from ..settings import MAX_SEED
 from .app import app, quiet_libraries
 from .options import Device, DType, Model, Weights, dtype_name
@@ -79,12 +81,18 @@ def _run_task(task: str, data_dir: Path, split: Split, output: Path | None, seed
         results = run_benchmark(data_dir, output, settings, editor, metric_models=sources, editor_info=editor.record,
                                 progress=report)
     rows = [(f"{name} (paper)", values) for name, values in PAPER_ROWS[task]]
-    rows.append((f"this run ({len(results.samples)} samples)", results.means))
+    rows.append((f"this run ({len(results.samples)} samples)",
+                 run_cells(results.means, results.not_measured, results.stand_ins)))
     Console().print(results_table(f"{TASK_TITLES[task]}, {SPLIT_TITLES[split.value]}", rows))
+    for note in measurement_notes(results.not_measured, results.stand_ins):
+        console.print(note, highlight=False, markup=False, soft_wrap=True)
     for sample_id, reason in sorted(results.broken.items()):
         console.print(f"[yellow]skipped[/] {sample_id}: {reason}")
     console.print(f"edited {results.edited}, resumed {results.resumed}, broken {len(results.broken)}; "
                   f"[green]wrote[/] {results.files['results']} and {results.files['markdown']}")
+    if not results.samples:
+        raise MimicBrushError(f"no sample was scored: all {len(results.broken)} were skipped "
+                              f"(see {results.files['markdown']})")
 
 
 def _task_command(task: str, keep_shape_note: str):
