@@ -6,14 +6,14 @@ This is what `mimicbrush edit` runs; it is usable from Python without the CLI.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import imaging
 from .errors import MimicBrushError
 from .outputs import check_image_output_path, save_image_atomically
-from .pipeline import EditSettings, StepCallback
+from .settings import EditSettings, StepCallback
 from .speedups import SpeedOptions
 
 
@@ -89,12 +89,18 @@ def edit_command_line(source: str, reference: str, mask: str, output: str, setti
 def run_edits(jobs: Sequence[EditJob], settings: EditSettings, outputs: Sequence[Sequence[Path]],
               weights: Path | None = None, model: str | None = None, device: str = "auto",
               dtype: str | None = None, invert_mask: bool = False, callback: StepCallback | None = None,
-              pipeline=None, speed: SpeedOptions = SpeedOptions()) -> list[Path]:
-    """Run `jobs` as one batch and write each result to its planned path. Returns the written paths."""
-    from .loading import load_pipeline
+              pipeline=None, speed: SpeedOptions = SpeedOptions(),
+              before_loading: Callable[[], None] | None = None) -> list[Path]:
+    """Run `jobs` as one batch and write each result to its planned path. Returns the written paths.
 
+    `before_loading` runs once every input is read and checked, before the model loads (and torch is imported).
+    """
     inputs = [read_job(job, invert_mask) for job in jobs]  # every input checked before the model loads
+    if before_loading is not None:
+        before_loading()
     if pipeline is None:
+        from .loading import load_pipeline
+
         pipeline = load_pipeline(weights=weights, model=model, device=device, dtype=dtype, speed=speed)
     results = edit_images(pipeline, inputs, settings, callback)
     written = []

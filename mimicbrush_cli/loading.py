@@ -64,6 +64,42 @@ def _without_transformers_progress_bars():
             transformers_logging.enable_progress_bar()
 
 
+def _component_folders(folder: Path) -> list[str]:
+    """The components `model_index.json` names (an entry of [library, class]; [null, null] is no component)."""
+    import json
+
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise MimicBrushError(f"cannot read {folder / 'model_index.json'}: {first_line(error)}") from error
+    return [name for name, entry in index.items() if not name.startswith("_") and isinstance(entry, list)
+            and len(entry) == 2 and entry[1] is not None]
+
+
+def _check_weights_files(pipeline, folder: Path) -> None:
+    """Each diffusers model's safetensors must hold exactly its weights: diffusers leaves a weight missing from the
+    file on the meta device, and moving the model then fails far from the cause. (transformers models are not
+    checked here: transformers renames some keys on load, so their files need not match their state dicts.)"""
+    from diffusers import ModelMixin
+    from safetensors import safe_open
+
+    for name, component in pipeline.components.items():
+        files = sorted((folder / name).glob("*.safetensors"))
+        if not isinstance(component, ModelMixin) or not files:
+            continue
+        stored: set[str] = set()
+        for path in files:
+            with safe_open(path, "pt") as weights:
+                stored.update(weights.keys())
+        expected = set(component.state_dict())
+        problems = [f"{word} {min(keys)}" + (f" (+{len(keys) - 1} more)" if len(keys) > 1 else "")
+                    for word, keys in (("missing", expected - stored), ("unexpected", stored - expected)) if keys]
+        if problems:
+            where = files[0] if len(files) == 1 else folder / name
+            raise MimicBrushError(f"cannot load model folder {folder}: {where} does not hold the {name} weights "
+                                  f"({'; '.join(problems)})")
+
+
 def load_pipeline_folder(folder: Path):
     """A pipeline from a folder in our format or in the released layout."""
     from .models.checkpoints import is_released_layout, load_released_pipeline, released_layout
@@ -76,11 +112,17 @@ def load_pipeline_folder(folder: Path):
     if not folder.is_dir():
         raise MimicBrushError(f"weights folder not found: {folder}")
     if (folder / "model_index.json").is_file():
+        for name in _component_folders(folder):
+            if not (folder / name).is_dir():  # diffusers would name the root's config.json
+                raise MimicBrushError(f"cannot load model folder {folder}: it has no {name}/ folder "
+                                      f"(model_index.json lists a {name} component)")
         try:
             with _without_transformers_progress_bars():  # a local load takes a second: no bar on the terminal
-                return MimicBrushPipeline.from_pretrained(folder, local_files_only=True)
+                pipeline = MimicBrushPipeline.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError, KeyError) as error:
             raise MimicBrushError(f"cannot load model folder {folder}: {first_line(error)}") from error
+        _check_weights_files(pipeline, folder)
+        return pipeline
     if is_released_layout(folder):
         return load_released_pipeline(released_layout(folder))
     raise MimicBrushError(f"{folder} is neither a model folder (model_index.json) nor the released layout "

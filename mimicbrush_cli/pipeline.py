@@ -11,7 +11,7 @@ over their timesteps: the same features for less per-call overhead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,38 +26,7 @@ from .models.depth import DepthGuider, predict_depth, prepare_depth_input
 from .models.image_encoder import ImageTokenProjection, encode_reference_tokens
 from .models.reference_attention import RELEASED_REFERENCE_RATIO, FeatureBank, attach_reference_attention
 from .models.unets import imitative_unet_input
-
-StepCallback = Callable[[int, int], None]
-MAX_SEED = 2**63 - 1  # torch generators take a 64-bit seed
-
-
-GENERATOR_DEVICES = ("cpu", "device")
-
-
-@dataclass(frozen=True)
-class EditSettings:
-    """How to run an edit; the defaults are the released ones (50 DDIM steps, guidance 5)."""
-
-    steps: int = 50
-    guidance: float = 5.0
-    keep_shape: bool = False
-    crop: bool = True
-    seed: int = 0
-    num_samples: int = 1
-    reference_cache: bool = False  # opt-in approximation: reference features from the first step only
-    reference_steps_per_pass: int = 4  # >= 1; exact: timesteps batched per reference U-Net pass (memory grows with it)
-    paste_back: str = "released"   # imaging.PASTE_BACK_KERNELS: "released" or "lanczos" (sharper, rounds to nearest)
-    # "cpu": noise from a CPU generator, the same on every device; "device": from a generator on the
-    # pipeline's device in the model's dtypes, as the released code draws (its CUDA results need this).
-    generator_device: str = "cpu"
-    reference_attention: bool = True  # False: the same weights with reference attention off (an ablation);
-                                      # the conditional rows keep the reference's CLIP tokens
-
-    def __post_init__(self) -> None:
-        if self.paste_back not in imaging.PASTE_BACK_KERNELS:
-            raise ValueError(f"paste_back must be one of {imaging.PASTE_BACK_KERNELS}, not {self.paste_back!r}")
-        if self.generator_device not in GENERATOR_DEVICES:
-            raise ValueError(f"generator_device must be one of {GENERATOR_DEVICES}, not {self.generator_device!r}")
+from .settings import GENERATOR_DEVICES, MAX_SEED, EditSettings, StepCallback  # noqa: F401 (re-exported)
 
 
 @dataclass

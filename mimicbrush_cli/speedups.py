@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from .errors import MimicBrushError
 
 
@@ -31,6 +29,8 @@ class SpeedOptions:
 def configure_pipeline_speed(pipeline, channels_last: bool = False, compile: bool = False, cpu_offload: bool = False,
                              vae_tiling: bool = False):
     """Apply the chosen speed options to a loaded pipeline in place (and return it)."""
+    import torch
+
     if cpu_offload:
         device = pipeline.device
         if device.type == "cpu":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -88,3 +89,48 @@ def test_model_help_lists_every_model_name(command):
     output = runner.invoke(app, [*command, "--help"], **WIDE).output
     model = next(line for line in output.splitlines() if line.strip().startswith("--model"))
     assert [name for name in MODEL_NAMES if name not in model.replace(",", " ").split()] == []
+
+
+# Asks every command of the tree for its help in a fresh interpreter, then names the heavy libraries it imported.
+HELP_IMPORTS = """
+import contextlib, io, sys
+import click
+from typer.main import get_command
+from mimicbrush_cli.cli.app import app
+
+def walk(command, path):
+    yield path
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from walk(sub, [*path, name])
+
+root = get_command(app)
+helped = []
+for path in walk(root, []):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+        root.main([*path, "--help"], prog_name="mimicbrush", standalone_mode=False)
+    helped.append(" ".join(path))
+print(helped)
+print(sorted(name for name in ("torch", "diffusers", "transformers") if name in sys.modules))
+"""
+
+
+def test_help_of_every_command_imports_no_torch_diffusers_or_transformers():
+    result = subprocess.run([sys.executable, "-c", HELP_IMPORTS], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    helped, imported = result.stdout.splitlines()
+    assert {"", "edit", "prepare", "train", "serve", "convert", "benchmark", "benchmark texture", "benchmark part",
+            "benchmark recon", "benchmark speed"} <= set(ast.literal_eval(helped))
+    assert imported == "[]"
+
+
+@pytest.mark.parametrize("args", [["edit", "a.png", "b.png"], ["edit", "missing.png", "missing.png", "missing.png"],
+                                  ["edit", "--mask-box", "1,2,3", "a.png", "b.png"],
+                                  ["benchmark", "speed", "-o", "results.txt"]])
+def test_a_one_line_error_imports_no_torch(args):
+    script = ("import sys\nfrom mimicbrush_cli.cli.app import main\n"
+              f"sys.argv = ['mimicbrush', *{args!r}]\n"
+              "try:\n    main()\nexcept SystemExit as exit:\n    print('exit', exit.code, 'torch' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert result.stdout.splitlines() == ["exit 2 False"], result.stderr

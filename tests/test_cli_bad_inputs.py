@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import yaml
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from mimicbrush_cli.cli.app import app
@@ -72,3 +76,40 @@ def test_weights_that_name_a_file_say_it_is_a_file(tmp_path):
     weights = a_file(tmp_path)
     with pytest.raises(MimicBrushError, match=f"--weights takes a folder, and {weights} is a file"):
         load_pipeline_folder(weights)
+
+
+@pytest.fixture
+def model_copy(tiny_model_dir, tmp_path):
+    return Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+
+
+@pytest.mark.parametrize("component, key", [("vae", "decoder.conv_in.bias"), ("image_projection", "projector.weight")])
+def test_weights_file_with_wrong_keys_names_the_file_and_the_keys(photo_files, model_copy, component, key):
+    path = model_copy / component / "diffusion_pytorch_model.safetensors"
+    state = load_file(path)
+    state["renamed"] = state.pop(key)
+    save_file(state, path)
+    line = one_error_line("edit", photo_files["source"], photo_files["reference"], photo_files["mask"],
+                          "-o", photo_files["source"].parent / "out.png", "--weights", model_copy, "--device", "cpu")
+    assert line == (f"error: cannot load model folder {model_copy}: {path} does not hold the {component} weights "
+                    f"(missing {key}; unexpected renamed)")
+
+
+def test_model_folder_without_vae_names_the_vae_folder(photo_files, model_copy):
+    shutil.rmtree(model_copy / "vae")
+    line = one_error_line("edit", photo_files["source"], photo_files["reference"], photo_files["mask"],
+                          "-o", photo_files["source"].parent / "out.png", "--weights", model_copy, "--device", "cpu")
+    assert line == (f"error: cannot load model folder {model_copy}: it has no vae/ folder "
+                    "(model_index.json lists a vae component)")
+
+
+def test_prepare_set_inputs_per_shard_0_is_refused(tmp_path):
+    line = one_error_line("prepare", tmp_path, "-o", tmp_path / "out", "--set", "inputs_per_shard=0")
+    assert line == "error: config key inputs_per_shard must be at least 1, got 0"
+
+
+def test_prepare_recipe_with_negative_sample_fps_is_refused(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("sample_fps: -1\n")
+    line = one_error_line("prepare", tmp_path, "-o", tmp_path / "out", "--recipe", recipe)
+    assert line == "error: config key sample_fps must be above 0, got -1.0"

@@ -7,10 +7,16 @@ self-supervised reference-reconstruction check on held-out video pairs.
 - `runner`: the resumable loop; `recon`: the reconstruction check; `report`: JSON, markdown, grids, tables.
 """
 
-from .backbones import MetricModels
-from .editors import Editor, make_pipeline_editor
-from .recon import ReconResults, ReconSettings, run_recon
-from .runner import BenchmarkResults, BenchmarkSettings, run_benchmark
+from importlib import import_module
 
-__all__ = ["BenchmarkResults", "BenchmarkSettings", "Editor", "MetricModels", "ReconResults", "ReconSettings",
-           "make_pipeline_editor", "run_benchmark", "run_recon"]
+# Imported on first use, so that the CLI (and `benchmark.runner`) start without torch.
+_EXPORTS = {"MetricModels": "backbones", "Editor": "editors", "make_pipeline_editor": "editors",
+            "ReconResults": "recon", "ReconSettings": "recon", "run_recon": "recon",
+            "BenchmarkResults": "runner", "BenchmarkSettings": "runner", "run_benchmark": "runner"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

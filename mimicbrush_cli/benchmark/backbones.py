@@ -11,9 +11,13 @@ Defaults (the paper names the model families, not the checkpoints):
 `--metrics-models DIR` points at a folder with `dinov2/`, `clip/` (transformers folders written by
 `save_pretrained`, with their processor/tokenizer files) and `lpips/`. Without it, Hub ids are
 resolved to a local snapshot with huggingface_hub (only config, processor, tokenizer and
-safetensors files); offline (HF_HUB_OFFLINE) or unreachable Hub without a cached copy is a
-one-line `MimicBrushError`. Both paths end in the same `from_pretrained(folder)` call, which is
-what the tests exercise with tiny random models.
+safetensors files). Weights that are absent (offline, HF_HUB_OFFLINE, or unreachable without a cached
+copy; a subfolder missing from DIR) leave their metrics unmeasured (`MetricBackbones.not_measured`):
+the other metrics are still computed. Both paths end in the same `from_pretrained(folder)` call,
+which is what the tests exercise with tiny random models.
+
+Only the networks above are the paper's: scores from a `--metrics-models` folder are marked as
+measured with other networks wherever they stand beside the paper's rows (`MetricModels.stand_ins`).
 
 Crops are padded to a white square before the processors, whose centre crop would otherwise cut
 the sides of elongated objects.
@@ -22,13 +26,13 @@ the sides of elongated objects.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import MimicBrushError, first_line
+from ..errors import MimicBrushError, WeightsUnavailable, first_line
 from ..imaging import WHITE, pad_to_square
 from .lpips import LPIPS, load_lpips
 
@@ -54,6 +58,13 @@ class MetricModels:
             raise MimicBrushError(f"metrics models folder not found: {folder}")
         return cls(dino=str(folder / "dinov2"), clip=str(folder / "clip"), lpips=str(folder / "lpips"), device=device)
 
+    def stand_ins(self) -> dict[str, str]:
+        """{metric: where its network comes from} for the metrics not measured with the paper's networks."""
+        sources = {"dino_i": None if self.dino == DINO_MODEL else self.dino,
+                   "clip_i": None if self.clip == CLIP_MODEL else self.clip,
+                   "clip_t": None if self.clip == CLIP_MODEL else self.clip, "lpips": self.lpips}
+        return {metric: source for metric, source in sources.items() if source is not None}
+
 
 def hub_offline() -> bool:
     from huggingface_hub import constants
@@ -67,7 +78,7 @@ def resolve_model_folder(name: str, what: str) -> Path:
     if path.is_dir():
         return path
     if path.is_absolute() or name.startswith(".") or name.count("/") != 1:
-        raise MimicBrushError(f"{what} model folder not found: {name}")
+        raise WeightsUnavailable(f"{what} model folder not found: {name}")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
@@ -83,7 +94,7 @@ def resolve_model_folder(name: str, what: str) -> Path:
     except errors as error:
         reason = "the Hub is offline" if hub_offline() or isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)) \
             else type(error).__name__
-        raise MimicBrushError(f"{what} weights {name} are not available ({reason}); {METRICS_MODELS_HINT}") from error
+        raise WeightsUnavailable(f"{what} weights {name} are not available ({reason}); {METRICS_MODELS_HINT}") from error
 
 
 def _device(name: str) -> torch.device:
@@ -154,20 +165,29 @@ def pixel_values_on(pixels: torch.Tensor, model: torch.nn.Module) -> torch.Tenso
 
 @dataclass
 class MetricBackbones:
-    """The loaded networks a split needs; the others are None."""
+    """The loaded networks a split needs; the others are None. `not_measured`: {metric: why} for the metrics
+    whose network's weights are absent."""
 
     dino: DinoEmbedder | None = None
     clip: ClipEmbedder | None = None
     lpips: LPIPS | None = None
+    not_measured: dict[str, str] = field(default_factory=dict)
 
 
 def load_backbones(models: MetricModels, need_identity: bool, need_perceptual: bool) -> MetricBackbones:
-    """Load DINOv2 + CLIP (`need_identity`, inter-ID) and/or LPIPS (`need_perceptual`, inner-ID)."""
+    """Load DINOv2 + CLIP (`need_identity`, inter-ID) and/or LPIPS (`need_perceptual`, inner-ID); a network
+    whose weights are absent is left None and its metrics are listed in `not_measured`."""
     device = _device(models.device)
     backbones = MetricBackbones()
-    if need_identity:
-        backbones.dino = DinoEmbedder(resolve_model_folder(models.dino, "DINO-I (DINOv2)"), device)
-        backbones.clip = ClipEmbedder(resolve_model_folder(models.clip, "CLIP-I/CLIP-T (CLIP)"), device)
-    if need_perceptual:
-        backbones.lpips = load_lpips(models.lpips, offline=hub_offline()).to(device)
+    loaders = {"dino": (("dino_i",), lambda: DinoEmbedder(resolve_model_folder(models.dino, "DINO-I (DINOv2)"), device)),
+               "clip": (("clip_i", "clip_t"),
+                        lambda: ClipEmbedder(resolve_model_folder(models.clip, "CLIP-I/CLIP-T (CLIP)"), device)),
+               "lpips": (("lpips",), lambda: load_lpips(models.lpips, offline=hub_offline()).to(device))}
+    needed = (["dino", "clip"] if need_identity else []) + (["lpips"] if need_perceptual else [])
+    for name in needed:
+        metrics, load = loaders[name]
+        try:
+            setattr(backbones, name, load())
+        except WeightsUnavailable as error:
+            backbones.not_measured.update(dict.fromkeys(metrics, str(error)))
     return backbones

@@ -28,13 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import MimicBrushError
+from ..errors import MimicBrushError, WeightsUnavailable
 from ..models.pickles import load_weights_pickle
 
 TRUNK_FILE = "alexnet-owt-7be5be79.pth"
 TRUNK_URL = f"https://download.pytorch.org/models/{TRUNK_FILE}"
 HEADS_FILE = "alex.pth"
 HEADS_URL = "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth"
+ORIGINS = {TRUNK_FILE: f"torchvision's ImageNet AlexNet, {TRUNK_URL}", HEADS_FILE: f"the LPIPS authors' release, {HEADS_URL}"}
 CHANNELS = (64, 192, 384, 256, 256)
 TAPS = (1, 4, 7, 9, 11)  # indices of the five ReLUs in AlexNet.features whose outputs are compared
 MIN_SIDE = 32  # below this AlexNet's strided stem leaves no spatial extent after the second pool
@@ -108,7 +109,7 @@ def _weights_file(folder: Path | None, name: str, url: str, offline: bool, insta
     if folder is not None:
         path = Path(folder) / name
         if not path.is_file():
-            raise MimicBrushError(f"LPIPS weights {path} not found (the folder needs {TRUNK_FILE} and {HEADS_FILE})")
+            raise WeightsUnavailable(f"LPIPS weights {path} not found (the folder needs {TRUNK_FILE} and {HEADS_FILE})")
         return path
     cached = Path(torch.hub.get_dir()) / "checkpoints" / name
     if cached.is_file():
@@ -116,14 +117,15 @@ def _weights_file(folder: Path | None, name: str, url: str, offline: bool, insta
     if installed is not None:
         return installed
     if offline:
-        raise MimicBrushError(f"LPIPS weights {name} are not cached and the Hub is offline; pass --metrics-models DIR "
-                              f"(with lpips/{TRUNK_FILE} and lpips/{HEADS_FILE})")
+        raise WeightsUnavailable(f"LPIPS weights {name} ({ORIGINS[name]}) are not in {cached.parent} and "
+                                 "downloads are off (HF_HUB_OFFLINE); put the file there or pass --metrics-models "
+                                 f"DIR (with lpips/{TRUNK_FILE} and lpips/{HEADS_FILE})")
     cached.parent.mkdir(parents=True, exist_ok=True)
     try:
         torch.hub.download_url_to_file(url, os.fspath(cached), progress=False)
     except OSError as error:  # URLError and socket errors are OSErrors
-        raise MimicBrushError(f"cannot download LPIPS weights {name} ({type(error).__name__}); "
-                              "pass --metrics-models DIR with the files in lpips/") from error
+        raise WeightsUnavailable(f"cannot download LPIPS weights {name} ({ORIGINS[name]}): {type(error).__name__}; "
+                                 "pass --metrics-models DIR with the files in lpips/") from error
     return cached
 
 

@@ -12,7 +12,6 @@ import math
 
 import cv2
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from ..imaging import mask_box
 
@@ -37,6 +36,8 @@ def _ssim_window(height: int, width: int) -> int:
 
 def ssim(first: np.ndarray, second: np.ndarray) -> float:
     """Structural similarity of two uint8 (H, W, 3) images, in [-1, 1]; 1 for identical images."""
+    from skimage.metrics import structural_similarity  # scikit-image's metrics import scipy.stats: seconds
+
     _check_pair(first, second)
     return float(structural_similarity(first, second, data_range=DATA_RANGE, channel_axis=2,
                                        win_size=_ssim_window(*first.shape[:2])))
@@ -44,6 +45,8 @@ def ssim(first: np.ndarray, second: np.ndarray) -> float:
 
 def psnr(first: np.ndarray, second: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB over all pixels and channels; `math.inf` for identical images."""
+    from skimage.metrics import peak_signal_noise_ratio
+
     _check_pair(first, second)
     if np.array_equal(first, second):
         return math.inf
@@ -60,6 +63,8 @@ def masked_psnr(first: np.ndarray, second: np.ndarray, mask: np.ndarray) -> floa
 
 def masked_ssim(first: np.ndarray, second: np.ndarray, mask: np.ndarray) -> float:
     """The SSIM map averaged over the True pixels of `mask` (computed on the mask's bounding box)."""
+    from skimage.metrics import structural_similarity
+
     _check_pair(first, second)
     rows, cols = mask_box(mask).slices()
     a, b, inside = first[rows, cols], second[rows, cols], mask[rows, cols]

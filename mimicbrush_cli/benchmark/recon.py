@@ -235,11 +235,14 @@ def overview(output_dir: Path, samples: Mapping[str, Mapping[str, Any]], videos:
 
 def load_video_pairs(prepared_dirs: Iterable[str | Path]) -> Iterator[VideoPair]:
     """The video pairs of folders written by `mimicbrush prepare`, as (sample key, source, reference, video)."""
-    from ..data.shards import decode_image, iter_samples, read_member
+    from ..data.shards import SHARDS_FOLDER, decode_image, iter_samples, read_member
 
     for folder in map(Path, prepared_dirs):
         if not folder.is_dir():
             raise MimicBrushError(f"prepared data folder not found: {folder}")
+        if not (folder / SHARDS_FOLDER).is_dir():
+            raise MimicBrushError(f"{folder} is not a prepared data folder (it has no {SHARDS_FOLDER}/ folder); "
+                                  "give folders written by `mimicbrush prepare`")
         for tar, record in iter_samples(folder, kind="video"):
             members = record["members"]
             yield (record["key"], decode_image(read_member(tar, members["source.jpg"])),

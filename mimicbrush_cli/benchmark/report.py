@@ -4,6 +4,9 @@ PSNR of identical crops is infinite and JSON has no infinity: a sample stores `"
 `"psnr_infinite": true`; means are taken over the finite values only, and the number of infinite
 ones is reported next to them (`psnr_infinite` in `means`), so a perfect sample never turns the
 mean into infinity nor silently lowers it to a cap.
+
+Beside the paper's rows, a metric whose network's weights were absent reads "not measured", and one
+measured with other networks than the paper's (a `--metrics-models` folder) is marked with `*` and a note.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ PAPER_ROWS: dict[str, list[tuple[str, dict[str, float]]]] = {
         ("MimicBrush", dict(ssim=0.75, psnr=17.73, lpips=0.26, dino_i=49.83, clip_i=79.44)),
     ],
 }
+NOT_MEASURED = "not measured"
+STAND_IN_MARK = "*"
+PAPER_NETWORKS = "facebook/dinov2-base, openai/clip-vit-large-patch14, LPIPS AlexNet v0.1"
 TASK_TITLES = {"part": "part composition", "texture": "texture transfer", "recon": "reference reconstruction"}
 SPLIT_TITLES = {"inner": "inner-ID", "inter": "inter-ID"}
 
@@ -66,22 +72,54 @@ def write_json(path: Path, data: Any) -> None:
     write_bytes_atomically(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8"))
 
 
-def _cell(value: float | None, digits: int) -> str:
+def _cell(value: float | str | None, digits: int) -> str:
+    if isinstance(value, str):
+        return value
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def run_cells(means: Mapping[str, Any], not_measured: Iterable[str] = (),
+              stand_ins: Iterable[str] = ()) -> dict[str, Any]:
+    """This run's means as they stand beside the paper's rows: "not measured" where the network was absent,
+    the value with `STAND_IN_MARK` where it was measured with another network than the paper's."""
+    cells = dict(means)
+    not_measured, stand_ins = set(not_measured), set(stand_ins)
+    for key, _, digits in COLUMNS:
+        if key in not_measured:
+            cells[key] = NOT_MEASURED
+        elif key in stand_ins and cells.get(key) is not None:
+            cells[key] = f"{cells[key]:.{digits}f}{STAND_IN_MARK}"
+    return cells
+
+
+def measurement_notes(not_measured: Mapping[str, str], stand_ins: Mapping[str, str]) -> list[str]:
+    """One line per unmeasured metric (why), and one naming the networks behind marked values."""
+    titles = {key: title.split()[0] for key, title, _ in COLUMNS}
+    notes = [f"{NOT_MEASURED}: {titles[key]}: {reason}" for key, reason in not_measured.items()]
+    if stand_ins:
+        notes.append(f"{STAND_IN_MARK} measured with networks from {', '.join(sorted(set(stand_ins.values())))}, "
+                     f"not necessarily the paper's ({PAPER_NETWORKS})")
+    return notes
+
+
 def markdown_report(task: str, split: str, means: Mapping[str, Any], count: int, broken: Mapping[str, str],
-                    settings: Mapping[str, Any]) -> str:
+                    settings: Mapping[str, Any], not_measured: Mapping[str, str] | None = None,
+                    stand_ins: Mapping[str, str] | None = None) -> str:
     """The paper's rows, then this run's means, as a markdown table with a few notes."""
+    not_measured, stand_ins = dict(not_measured or {}), dict(stand_ins or {})
+    cells = run_cells(means, not_measured, stand_ins)
     header = "| method | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
     lines = [f"# MimicBrush benchmark: {TASK_TITLES[task]}, {SPLIT_TITLES[split]}", "", header,
              "|---" * (len(COLUMNS) + 1) + "|"]
     for name, values in PAPER_ROWS[task]:
         lines.append(f"| {name} (paper) | " + " | ".join(_cell(values.get(key), 2) for key, _, _ in COLUMNS) + " |")
     lines.append(f"| **this run** ({SPLIT_TITLES[split]}, {count} samples) | "
-                 + " | ".join(_cell(means.get(key), digits) for key, _, digits in COLUMNS) + " |")
+                 + " | ".join(_cell(cells.get(key), digits) for key, _, digits in COLUMNS) + " |")
     lines += ["", "The paper's SSIM/PSNR/LPIPS are inner-ID scores and DINO-I/CLIP-I/CLIP-T inter-ID scores; "
               "a run fills the columns of its split."]
+    notes = measurement_notes(not_measured, stand_ins)
+    if notes:
+        lines += [""] + [f"- {note}" for note in notes]
     if means.get("psnr_infinite"):
         lines.append(f"PSNR left {means['psnr_infinite']} identical crop(s) (infinite PSNR) out of its mean.")
     if broken:
@@ -182,7 +220,7 @@ def results_table(title: str, rows: Sequence[tuple[str, Mapping[str, Any]]],
     table = Table(title=title)
     table.add_column("method")
     for _, heading, _ in shown:
-        table.add_column(heading, justify="right")
+        table.add_column(heading, justify="right", no_wrap=True)
     for name, scores in rows:
         table.add_row(name, *(_cell(scores.get(key), digits) for key, _, digits in shown))
     return table

@@ -4,8 +4,9 @@ Output folder:
 - `run.json`: the settings and editor the results belong to; resuming with different ones is refused;
 - `samples/<id>.json`: one finished sample (written last, atomically: its presence means done);
 - `samples/<id>_result.png` and `grids/<id>.png` (source | mask | reference | result | ground truth);
-- `results.json` (per-sample scores, means, broken samples, settings) and `results.md` (the
-  paper's rows beside this run), rewritten at the end of every run.
+- `results.json` (per-sample scores, means, broken samples, settings, metrics not measured and why,
+  metrics measured with other networks than the paper's) and `results.md` (the paper's rows beside
+  this run), rewritten at the end of every run.
 Broken samples (missing file, unreadable image, size mismatch) are reported and skipped, and tried
 again on the next run, since the user may have fixed them.
 """
@@ -18,17 +19,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ..errors import MimicBrushError
 from ..outputs import save_image_atomically, write_bytes_atomically
-from .backbones import MetricModels, load_backbones
 from .editors import Editor
-from .report import grid_image, json_scores, markdown_report, mean_scores, write_json
+from .report import SPLIT_TITLES, grid_image, json_scores, markdown_report, mean_scores, write_json
 from .samples import BrokenSample, read_sample, sample_files
 from .scores import SPLIT_METRICS, sample_scores
+
+if TYPE_CHECKING:
+    from .backbones import MetricModels
 
 KEEP_SHAPE = {"texture": True, "part": False}  # texture transfer is depth-conditioned, part composition is not
 ProgressCallback = Callable[[int, int, str], None]  # (samples handled, total, sample id)
@@ -53,6 +56,9 @@ class BenchmarkResults:
     resumed: int                             # samples found finished and skipped
     output_dir: Path
     files: dict[str, Path] = field(default_factory=dict)
+    not_measured: dict[str, str] = field(default_factory=dict)  # metric -> why (its network's weights were absent)
+    stand_ins: dict[str, str] = field(default_factory=dict)     # metric -> the network it was measured with, when
+                                                                # not the paper's
 
 
 def safe_name(sample_id: str) -> str:
@@ -112,9 +118,15 @@ def check_result(result: np.ndarray, source: np.ndarray) -> np.ndarray:
 
 
 def run_benchmark(data_dir: str | Path, output_dir: str | Path, settings: BenchmarkSettings, editor: Editor,
-                  metric_models: MetricModels = MetricModels(), editor_info: Mapping[str, Any] | None = None,
+                  metric_models: MetricModels | None = None, editor_info: Mapping[str, Any] | None = None,
                   progress: ProgressCallback | None = None) -> BenchmarkResults:
-    """Edit and score every sample of `data_dir` not yet finished in `output_dir`; write the reports."""
+    """Edit and score every sample of `data_dir` not yet finished in `output_dir`; write the reports.
+
+    `metric_models`: where the metric networks come from (default: `MetricModels()`, the Hub ids).
+    """
+    from .backbones import MetricModels, load_backbones
+
+    metric_models = metric_models or MetricModels()
     if settings.task not in KEEP_SHAPE or settings.split not in SPLIT_METRICS:
         raise MimicBrushError(f"unknown benchmark {settings.task}/{settings.split}")
     output_dir = Path(output_dir)
@@ -123,9 +135,14 @@ def run_benchmark(data_dir: str | Path, output_dir: str | Path, settings: Benchm
     store = SampleStore(output_dir)
     pending = [sample_id for sample_id in files if not store.done(sample_id)]
     backbones = None
-    if pending:  # every network loads (or fails) before the first edit
+    not_measured: dict[str, str] = {}
+    if pending:  # every network loads (or is found absent) before the first edit
         backbones = load_backbones(metric_models, need_identity=settings.split == "inter",
                                    need_perceptual=settings.split == "inner")
+        not_measured = backbones.not_measured
+        if set(not_measured) >= set(SPLIT_METRICS[settings.split]):
+            reasons = "; ".join(dict.fromkeys(not_measured.values()))
+            raise MimicBrushError(f"no {SPLIT_TITLES[settings.split]} metric can be measured: {reasons}")
     broken: dict[str, str] = {}
     edited = 0
     for index, sample_id in enumerate(files):
@@ -155,23 +172,35 @@ def run_benchmark(data_dir: str | Path, output_dir: str | Path, settings: Benchm
                 edited += 1
         if progress is not None:
             progress(index + 1, len(files), sample_id)
-    return write_benchmark_report(output_dir, settings, files.keys(), broken, edited, editor_info)
+    return write_benchmark_report(output_dir, settings, files.keys(), broken, edited, editor_info, not_measured,
+                                  metric_models.stand_ins())
 
 
 def write_benchmark_report(output_dir: Path, settings: BenchmarkSettings, sample_ids, broken: Mapping[str, str],
-                           edited: int, editor_info: Mapping[str, Any] | None) -> BenchmarkResults:
+                           edited: int, editor_info: Mapping[str, Any] | None,
+                           not_measured_now: Mapping[str, str] | None = None,
+                           stand_ins: Mapping[str, str] | None = None) -> BenchmarkResults:
+    """`not_measured_now`: why this run could not measure some metrics; `stand_ins`: the networks, other than the
+    paper's, that measured others."""
     store = SampleStore(output_dir)
     samples = {sample_id: store.load(sample_id) for sample_id in sample_ids if store.done(sample_id)}
     names = SPLIT_METRICS[settings.split]
     means = mean_scores((record["scores"] for record in samples.values()), names)
+    measured = {name for record in samples.values() for name in record["scores"]}
+    reasons = dict(not_measured_now or {})
+    not_measured = {name: reasons.get(name, "its network's weights were absent when the samples were scored")
+                    for name in names if samples and name not in measured}
+    stand_ins = {name: source for name, source in (stand_ins or {}).items() if name in names and name in measured}
     run_settings = {**asdict(settings), **dict(editor_info or {})}
     results_path, markdown_path = output_dir / "results.json", output_dir / "results.md"
     write_json(results_path, {
         "task": settings.task, "split": settings.split, "settings": asdict(settings), "editor": dict(editor_info or {}),
-        "count": len(samples), "means": means, "broken_count": len(broken), "broken": dict(sorted(broken.items())),
-        "samples": samples})
-    markdown = markdown_report(settings.task, settings.split, means, len(samples), broken, run_settings)
+        "count": len(samples), "means": means, "not_measured": not_measured, "stand_in_networks": stand_ins,
+        "broken_count": len(broken), "broken": dict(sorted(broken.items())), "samples": samples})
+    markdown = markdown_report(settings.task, settings.split, means, len(samples), broken, run_settings,
+                               not_measured, stand_ins)
     write_bytes_atomically(markdown_path, markdown.encode("utf-8"))
     return BenchmarkResults(task=settings.task, split=settings.split, samples=samples, means=means, broken=dict(broken),
                             edited=edited, resumed=len(samples) - edited, output_dir=output_dir,
-                            files={"results": results_path, "markdown": markdown_path})
+                            files={"results": results_path, "markdown": markdown_path},
+                            not_measured=not_measured, stand_ins=stand_ins)

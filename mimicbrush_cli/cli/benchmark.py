@@ -12,12 +12,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..benchmark.backbones import MetricModels
-from ..benchmark.editors import PipelineOptions, make_pipeline_editor
-from ..benchmark.recon import ReconSettings, load_video_pairs, run_recon
-from ..benchmark.report import PAPER_ROWS, RECON_DIFFERENCES, RECON_ROWS, SPLIT_TITLES, TASK_TITLES, results_table
-from ..benchmark.runner import BenchmarkSettings, run_benchmark
-from ..pipeline import MAX_SEED
+from ..benchmark.editors import PipelineOptions
+from ..benchmark.recon import ReconSettings
+from ..benchmark.report import (PAPER_ROWS, RECON_DIFFERENCES, RECON_ROWS, SPLIT_TITLES, TASK_TITLES, measurement_notes,
+                                results_table, run_cells)
+from ..benchmark.runner import BenchmarkSettings
+from ..errors import MimicBrushError
+from ..settings import MAX_SEED
 from .app import app, quiet_libraries
 from .options import Device, DType, Model, Weights, dtype_name
 
@@ -64,6 +65,10 @@ def _progress(description: str) -> Iterator[Callable[[int, int, str], None]]:
 def _run_task(task: str, data_dir: Path, split: Split, output: Path | None, seed: int, long_side: int,
               weights: Path | None, model: str | None, steps: int, guidance: float, crop: bool, device: Device,
               dtype: DType, metrics_models: Path | None) -> None:
+    from ..benchmark.backbones import MetricModels
+    from ..benchmark.editors import make_pipeline_editor
+    from ..benchmark.runner import run_benchmark
+
     quiet_libraries()
     settings = BenchmarkSettings(task=task, split=split.value, seed=seed, long_side=long_side)
     editor = make_pipeline_editor(weights=weights, model=model, device=device.value,
@@ -76,12 +81,18 @@ def _run_task(task: str, data_dir: Path, split: Split, output: Path | None, seed
         results = run_benchmark(data_dir, output, settings, editor, metric_models=sources, editor_info=editor.record,
                                 progress=report)
     rows = [(f"{name} (paper)", values) for name, values in PAPER_ROWS[task]]
-    rows.append((f"this run ({len(results.samples)} samples)", results.means))
+    rows.append((f"this run ({len(results.samples)} samples)",
+                 run_cells(results.means, results.not_measured, results.stand_ins)))
     Console().print(results_table(f"{TASK_TITLES[task]}, {SPLIT_TITLES[split.value]}", rows))
+    for note in measurement_notes(results.not_measured, results.stand_ins):
+        console.print(note, highlight=False, markup=False, soft_wrap=True)
     for sample_id, reason in sorted(results.broken.items()):
         console.print(f"[yellow]skipped[/] {sample_id}: {reason}")
     console.print(f"edited {results.edited}, resumed {results.resumed}, broken {len(results.broken)}; "
                   f"[green]wrote[/] {results.files['results']} and {results.files['markdown']}")
+    if not results.samples:
+        raise MimicBrushError(f"no sample was scored: all {len(results.broken)} were skipped "
+                              f"(see {results.files['markdown']})")
 
 
 def _task_command(task: str, keep_shape_note: str):
@@ -119,6 +130,10 @@ def recon_command(
 ) -> None:
     """Mask each held-out source and repaint it with the model, the model without reference attention, a
     mean-colour fill, a homography warp and the model with a mismatched reference; compare them."""
+    from ..benchmark.editors import make_pipeline_editor
+    from ..benchmark.recon import load_video_pairs, run_recon
+
+    pairs = list(load_video_pairs(shards))  # read (and checked) before the model loads
     quiet_libraries()
     settings = ReconSettings(seed=seed, box_fraction=box_fraction, long_side=long_side)
     editor = make_pipeline_editor(weights=weights, model=model, device=device.value,
@@ -126,7 +141,7 @@ def recon_command(
                                   crop=crop)
     output = output or Path("benchmark_results") / "recon"
     with _progress("recon") as report:
-        results = run_recon(load_video_pairs(shards), output, editor, settings, editor_info=editor.record,
+        results = run_recon(pairs, output, editor, settings, editor_info=editor.record,
                             progress=report, attention_off=editor.with_reference_attention_off(),
                             autoencoder=editor.autoencode)
     overall = results.summary["overall"]

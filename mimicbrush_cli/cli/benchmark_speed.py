@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -11,18 +11,20 @@ from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..benchmark.speed import COLUMNS, SpeedReport, row_cells, run_speed_benchmark
-from ..benchmark.throughput import measure_throughput
 from ..errors import MimicBrushError
-from ..outputs import write_bytes_atomically
 from .app import quiet_libraries
 from .benchmark import benchmark_app
 from .options import Device
+
+if TYPE_CHECKING:
+    from ..benchmark.speed import SpeedReport
 
 console = Console(stderr=True)
 
 
 def _table(title: str, rows) -> Table:
+    from ..benchmark.speed import COLUMNS, row_cells
+
     table = Table(title=title)
     for column in COLUMNS:
         table.add_column(column, justify="left" if column == "configuration" else "right")
@@ -72,6 +74,10 @@ def speed_command(
     each option alone, each configuration in a fresh process; check that the outputs match."""
     if output is not None and output.suffix != ".md":
         raise MimicBrushError(f"--output must be a .md file, got {output}")
+    from ..benchmark.speed import run_speed_benchmark
+    from ..benchmark.throughput import measure_throughput
+    from ..outputs import write_bytes_atomically
+
     quiet_libraries()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:

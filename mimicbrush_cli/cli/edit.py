@@ -10,10 +10,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..edit import EditJob, plan_output_paths, run_edits
 from ..errors import MimicBrushError
 from ..imaging import PASTE_BACK_KERNELS, parse_box
-from ..pipeline import GENERATOR_DEVICES, MAX_SEED, EditSettings
+from ..settings import GENERATOR_DEVICES, MAX_SEED, EditSettings
 from ..speedups import SpeedOptions
 from .app import app, quiet_libraries
 from .options import Device, DeviceOption, DType, DTypeOption, Model, Weights, dtype_name
@@ -68,7 +67,8 @@ def edit_command(
                                              "memory; output differs slightly).")] = SpeedOptions.vae_tiling,
 ) -> None:
     """Repaint the white part of MASK in SRC by imitating the matching part of REF."""
-    quiet_libraries()
+    from ..edit import EditJob, plan_output_paths, run_edits
+
     if mask_box is not None:
         box = parse_box(mask_box)
         if len(inputs) % 2:
@@ -91,6 +91,7 @@ def edit_command(
 
         written = run_edits(jobs, settings, outputs, weights=weights, model=model, device=device.value,
                             dtype=dtype_name(dtype), invert_mask=invert_mask,
-                            callback=on_step, speed=SpeedOptions(channels_last, compile, cpu_offload, vae_tiling))
+                            callback=on_step, speed=SpeedOptions(channels_last, compile, cpu_offload, vae_tiling),
+                            before_loading=quiet_libraries)
     for path in written:
         console.print(f"[green]wrote[/] {path}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -11,9 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..config import load_config, parse_overrides
-from ..data.prepare import PrepareConfig, PrepareSummary, prepare, require_samples
-from ..outputs import check_folder_output_path
 from .app import app
+
+if TYPE_CHECKING:
+    from ..data.prepare import PrepareSummary
 
 console = Console(stderr=True)
 
@@ -33,6 +34,9 @@ def prepare_command(
                                                  "videos, for comparison.")] = False,
 ) -> None:
     """Mine frame pairs from videos by SSIM (and object masks from SA-1B) into WebDataset tar shards."""
+    from ..data.prepare import PrepareConfig, prepare, require_samples
+    from ..outputs import check_folder_output_path
+
     config = load_config(PrepareConfig, recipe, parse_overrides(overrides or []))
     check_folder_output_path(output)
     with Progress(TextColumn("[bold]preparing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

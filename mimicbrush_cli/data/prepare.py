@@ -46,6 +46,12 @@ class SamConfig:
     min_stability_score: float = 0.95  # SAM's stability_score_thresh
     max_masks: int = 16                # largest first; enough variety per image, bounded JSON size
 
+    def __post_init__(self) -> None:
+        check_ranges("sam.", {"min_area": (self.min_area, 0, 1), "max_area": (self.max_area, self.min_area, 1),
+                              "min_predicted_iou": (self.min_predicted_iou, 0, 1),
+                              "min_stability_score": (self.min_stability_score, 0, 1),
+                              "max_masks": (self.max_masks, 1, None)})
+
 
 @dataclass(frozen=True)
 class PrepareConfig:
@@ -67,6 +73,30 @@ class PrepareConfig:
     inputs_per_shard: int = 64         # inputs (videos or images) per shard: ~100-300 MB tars for stock video
     seek_gap_s: float = 4.0            # seek (to the keyframe before) when the next candidate is further away
     sam: SamConfig = field(default_factory=SamConfig)
+
+    def __post_init__(self) -> None:
+        if not self.sample_fps > 0:
+            raise MimicBrushError(f"config key sample_fps must be above 0, got {self.sample_fps}")
+        check_ranges("", {
+            "max_candidate_frames": (self.max_candidate_frames, 2, None),  # a pair needs two frames
+            "min_gap_s": (self.min_gap_s, 0, None), "max_gap_s": (self.max_gap_s, 0, None),
+            "ssim_min": (self.ssim_min, -1, 1), "ssim_max": (self.ssim_max, self.ssim_min, 1),
+            "max_pairs_per_video": (self.max_pairs_per_video, 1, None),
+            "ssim_side": (self.ssim_side, 7, None),  # the SSIM window is 7x7
+            "frame_max_side": (self.frame_max_side, 1, None), "jpeg_quality": (self.jpeg_quality, 1, 100),
+            "inputs_per_shard": (self.inputs_per_shard, 1, None), "seek_gap_s": (self.seek_gap_s, 0, None)})
+        if 0 < self.max_gap_s < self.min_gap_s:
+            raise MimicBrushError(f"config key max_gap_s must be 0 (no limit) or at least min_gap_s "
+                                  f"({self.min_gap_s}), got {self.max_gap_s}")
+
+
+def check_ranges(prefix: str, ranges: dict[str, tuple[float, float, float | None]]) -> None:
+    """{key: (value, lowest, highest or None)} -> a user error naming the first key outside its range."""
+    for key, (value, lowest, highest) in ranges.items():
+        if value < lowest:
+            raise MimicBrushError(f"config key {prefix}{key} must be at least {lowest}, got {value}")
+        if highest is not None and value > highest:
+            raise MimicBrushError(f"config key {prefix}{key} must be at most {highest}, got {value}")
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import MimicBrushError
 from ..imaging import load_image, load_mask, rgb_on_white
-from ..pipeline import EditSettings
+from ..settings import EditSettings
 from .session import BOX_COLOUR, EditSession, ServeConfig, box_from_corners, check_upload, find_examples, outline
 
 # See-through, so the source shows under the mask; any painted pixel (alpha > 0) is part of the mask.

@@ -22,7 +22,7 @@ from .. import imaging
 from ..edit import EditJob, edit_command_line, edit_images, plan_output_paths
 from ..errors import MimicBrushError
 from ..outputs import save_image_atomically
-from ..pipeline import EditSettings, StepCallback
+from ..settings import EditSettings, StepCallback
 
 # The repository's examples/ folder, next to the package (a source checkout or an editable install).
 # They are not package data: a wheel install has no examples and the page then offers none.

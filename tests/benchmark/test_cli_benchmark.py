@@ -59,3 +59,38 @@ def test_benchmark_recon_end_to_end_scores_every_editor(tiny_model_dir, tmp_path
     assert {"model", "attention_off", "mean_fill", "homography", "model_mismatched", "autoencoder"} <= set(scores)
     assert scores["model"] != scores["attention_off"]  # the ablation really switched something off
     assert (tmp_path / "out" / "overview.jpg").is_file()
+
+
+def test_benchmark_recon_on_a_folder_that_is_not_prepared_data_says_so(benchmark_dir, tmp_path):
+    result = run("benchmark", "recon", benchmark_dir, "-o", tmp_path / "out", "--model", "random-tiny")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"error: {benchmark_dir} is not a prepared data folder (it has no shards/ "
+                                     "folder); give folders written by `mimicbrush prepare`")
+
+
+@pytest.mark.slow
+def test_benchmark_offline_without_lpips_prints_ssim_psnr_and_lpips_not_measured(benchmark_dir, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch-hub"))
+    monkeypatch.setattr("mimicbrush_cli.benchmark.lpips._installed_lpips_heads", lambda: None)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    result = run("benchmark", "part", benchmark_dir, "--split", "inner", "-o", tmp_path / "out", "--model",
+                 "random-tiny", "--steps", 1, "--long-side", 96, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    this_run = next(line for line in result.output.splitlines() if "this run" in line)
+    assert this_run.split("│")[4].strip() == "not measured"  # (border), method, SSIM, PSNR, LPIPS
+    assert "not measured: LPIPS" in result.output
+
+
+@pytest.mark.slow
+def test_benchmark_where_every_sample_is_skipped_exits_2_after_writing_its_report(benchmark_dir, metric_models_dir,
+                                                                                  tmp_path):
+    for reference in benchmark_dir.glob("*_reference.png"):
+        reference.unlink()
+    result = run("benchmark", "part", benchmark_dir, "--split", "inner", "-o", tmp_path / "out", "--model",
+                 "random-tiny", "--long-side", 96, "--device", "cpu", "--metrics-models", metric_models_dir)
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (f"error: no sample was scored: all 3 were skipped (see "
+                                              f"{tmp_path / 'out' / 'results.md'})")
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["broken_count"] == 3

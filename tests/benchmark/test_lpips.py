@@ -50,3 +50,11 @@ def test_lpips_offline_without_weights_is_one_line_error(tmp_path, monkeypatch):
 def test_lpips_folder_missing_a_file_is_user_error(tmp_path):
     with pytest.raises(MimicBrushError, match=TRUNK_FILE):
         load_lpips(tmp_path)
+
+
+def test_lpips_offline_says_where_the_alexnet_weights_come_from(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(MimicBrushError) as error:
+        load_lpips(None, offline=True)
+    assert "download.pytorch.org" in str(error.value) and str(tmp_path / "hub" / "checkpoints") in str(error.value)
+    assert "Hub is offline" not in str(error.value)

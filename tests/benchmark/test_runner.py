@@ -58,3 +58,49 @@ def test_resuming_with_other_settings_is_refused(benchmark_dir, tmp_path, mean_c
     run(benchmark_dir, tmp_path / "out", mean_colour_editor, metric_models_dir)
     with pytest.raises(MimicBrushError, match="other settings"):
         run(benchmark_dir, tmp_path / "out", mean_colour_editor, metric_models_dir, seed=1)
+
+
+def without_lpips_weights(tmp_path, monkeypatch):
+    """Offline, with empty caches: LPIPS (torch hub cache) and the Hub's DINOv2 and CLIP are all absent."""
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch-hub"))
+    monkeypatch.setattr("mimicbrush_cli.benchmark.lpips._installed_lpips_heads", lambda: None)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+
+
+def test_inner_run_without_lpips_weights_scores_ssim_and_psnr_and_marks_lpips_not_measured(
+        benchmark_dir, tmp_path, mean_colour_editor, monkeypatch):
+    without_lpips_weights(tmp_path, monkeypatch)
+    settings = BenchmarkSettings(task="part", split="inner", long_side=96)
+    results = run_benchmark(benchmark_dir, tmp_path / "out", settings, mean_colour_editor,
+                            metric_models=MetricModels(device="cpu"))
+    stored = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert stored["count"] == 3 and mean_colour_editor.calls == 3
+    assert set(stored["samples"]["cat"]["scores"]) == {"ssim", "psnr"}
+    assert stored["means"]["lpips"] is None and results.means["ssim"] is not None
+    assert list(stored["not_measured"]) == ["lpips"]
+    assert "download.pytorch.org" in stored["not_measured"]["lpips"]
+    this_run = next(line for line in (tmp_path / "out" / "results.md").read_text().splitlines() if "this run" in line)
+    assert this_run.split(" | ")[3] == "not measured"  # method, SSIM, PSNR, LPIPS
+
+
+def test_inter_run_without_any_network_is_refused_before_editing(benchmark_dir, tmp_path, mean_colour_editor,
+                                                                 monkeypatch):
+    without_lpips_weights(tmp_path, monkeypatch)
+    settings = BenchmarkSettings(task="part", split="inter", long_side=96)
+    with pytest.raises(MimicBrushError, match="no inter-ID metric can be measured: DINO-I"):
+        run_benchmark(benchmark_dir, tmp_path / "out", settings, mean_colour_editor,
+                      metric_models=MetricModels(device="cpu"))
+    assert mean_colour_editor.calls == 0
+
+
+def test_scores_from_networks_other_than_the_papers_are_marked_beside_its_rows(benchmark_dir, tmp_path,
+                                                                               mean_colour_editor, metric_models_dir):
+    results = run(benchmark_dir, tmp_path / "out", mean_colour_editor, metric_models_dir)
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    this_run = next(line for line in markdown.splitlines() if "this run" in line).split(" | ")
+    assert this_run[1:3] == [f"{results.means['ssim']:.3f}", f"{results.means['psnr']:.2f}"]
+    assert this_run[3] == f"{results.means['lpips']:.3f}*"
+    assert f"* measured with networks from {metric_models_dir}" in markdown
