@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from skimage import data
 
-from mimicbrush_cli.models.build import build_random_pipeline
+from mimicbrush_cli.loading import build_random_pipeline
 from mimicbrush_cli.models.depth_checkpoint import to_original_depth_anything_state_dict
 
 torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -22,7 +22,7 @@ from test_pipeline import captured_inputs
 
 from mimicbrush_cli import imaging
 from mimicbrush_cli.benchmark.speed import released_schedule
-from mimicbrush_cli.models.build import build_random_pipeline
+from mimicbrush_cli.loading import build_random_pipeline
 from mimicbrush_cli.models.depth import prepare_depth_input
 from mimicbrush_cli.pipeline import EditSettings, EncodedEdits
 

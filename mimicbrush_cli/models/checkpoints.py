@@ -1,4 +1,4 @@
-"""The released checkpoint layout (REFERENCE.md §4) → a `MimicBrushPipeline`, and back to our own folder.
+"""The released checkpoint layout (REFERENCE.md §4) → pipeline components, and a pipeline → our own folder.
 
 Released layout, under one root (a local `--weights` folder, or the two Hub repos side by side):
 
@@ -180,11 +180,10 @@ def _depth_guider_widths(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, .
     return tuple(widths)
 
 
-def load_released_pipeline(layout: ReleasedLayout):
-    """Build the pipeline from the released layout. Sizes come from the files themselves (configs and
-    weight shapes), so a small model written in the same layout loads through the same code."""
-    from ..pipeline import MimicBrushPipeline
-
+def load_released_components(layout: ReleasedLayout) -> dict:
+    """The pipeline's components from the released layout (the keyword arguments of `MimicBrushPipeline`).
+    Sizes come from the files themselves (configs and weight shapes), so a small model written in the
+    same layout loads through the same code."""
     layout.check_complete()
     checkpoint = load_released_checkpoint(layout.checkpoint)
 
@@ -213,7 +212,7 @@ def load_released_pipeline(layout: ReleasedLayout):
     load_state_dict_checked(vae, read_weights_file(layout.vae, "diffusion_pytorch_model"), "VAE (sd-vae-ft-mse)")
     depth_estimator = load_depth_anything_from_original(layout.depth_model)
     del checkpoint
-    return MimicBrushPipeline(
+    return dict(
         imitative_unet=imitative_unet, reference_unet=reference_unet, vae=vae, image_encoder=image_encoder,
         image_projection=image_projection, depth_guider=depth_guider, depth_estimator=depth_estimator,
         scheduler=build_scheduler(), feature_extractor=build_clip_image_processor(clip_config.image_size),
@@ -235,8 +234,3 @@ def save_pipeline_atomically(pipeline, destination: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
-
-def convert_released_weights(source: Path, destination: Path) -> None:
-    """`mimicbrush convert`: the released layout → our safetensors model folder."""
-    pipeline = load_released_pipeline(released_layout(Path(source)))
-    save_pipeline_atomically(pipeline, Path(destination))

@@ -9,7 +9,7 @@ import torch
 from mimicbrush_cli.benchmark.speed import (OURS, RELEASED, SpeedConfig, deviation, edit_settings, measure,
                                             released_schedule)
 from mimicbrush_cli.errors import MimicBrushError
-from mimicbrush_cli.models.build import build_random_pipeline
+from mimicbrush_cli.loading import build_random_pipeline
 from mimicbrush_cli.pipeline import EditSettings
 from mimicbrush_cli.speedups import configure_pipeline_speed
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mimicbrush_cli.models.build import build_random_pipeline
+from mimicbrush_cli.loading import build_random_pipeline
 from mimicbrush_cli.models.unets import imitative_unet_input
 from mimicbrush_cli.training.objective import (
     TrainingModel,
