@@ -136,6 +136,12 @@ def load_pipeline(weights: Path | None = None, model: str | None = None, device:
             pipeline = build_random_pipeline(model.removeprefix("random-"))
         else:
             raise MimicBrushError(f"unknown model {model!r} (use {', '.join(MODEL_NAMES)} or --weights DIR)")
+    return place_pipeline(pipeline, device, dtype, speed)
+
+
+def place_pipeline(pipeline, device: str = "auto", dtype: str | None = None, speed: SpeedOptions = SpeedOptions()):
+    """`pipeline` moved to its device and dtype, progress bars off, with the chosen speed options: how
+    every pipeline that runs edits is made ready."""
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     pipeline.to(torch_device) if torch_dtype == torch.float32 else pipeline.to(torch_device, torch_dtype)
