@@ -26,7 +26,6 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from ..errors import MimicBrushError, first_line
@@ -37,6 +36,7 @@ from .depth_checkpoint import load_depth_anything_from_original
 from .image_encoder import ImageTokenProjection
 from .pickles import load_weights_pickle
 from .reference_attention import unused_reference_unet_parameters
+from .state_dicts import load_state_dict_checked
 from .unets import IMITATIVE_IN_CHANNELS
 
 HUB_REPOS = {"cleansd": "xichenhku/cleansd", "MimicBrush": "xichenhku/MimicBrush"}
@@ -126,23 +126,6 @@ def load_released_checkpoint(path: Path) -> dict:
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise MimicBrushError(f"{path} is not a MimicBrush checkpoint: expected keys {sorted(expected)}, found {found}")
     return checkpoint
-
-
-def load_state_dict_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str,
-                            allowed_missing: frozenset[str] = frozenset()) -> None:
-    """`load_state_dict` that names the first unknown, missing or wrongly-shaped key in a user error."""
-    expected = module.state_dict()
-    unknown = sorted(set(state_dict) - set(expected))
-    if unknown:
-        raise MimicBrushError(f"{what}: unknown weight {unknown[0]}" + (f" (+{len(unknown) - 1} more)" if len(unknown) > 1 else ""))
-    missing = sorted(set(expected) - set(state_dict) - allowed_missing)
-    if missing:
-        raise MimicBrushError(f"{what}: missing weight {missing[0]}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
-    for key, tensor in state_dict.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise MimicBrushError(f"{what}: weight {key} has shape {tuple(tensor.shape)}, "
-                                  f"expected {tuple(expected[key].shape)}")
-    module.load_state_dict(state_dict, strict=False, assign=False)
 
 
 def read_weights_file(folder: Path, stem: str) -> dict[str, torch.Tensor]:
