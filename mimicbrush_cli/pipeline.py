@@ -23,6 +23,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DCon
 from transformers import CLIPVisionModelWithProjection
 
 from . import imaging
+from .errors import MimicBrushError
 from .models.build import CLIPImageProcessor
 from .models.depth import DepthGuider, predict_depth, prepare_depth_input
 from .models.image_encoder import ImageTokenProjection, encode_reference_tokens
@@ -37,6 +38,8 @@ GENERATOR_DEVICES = ("cpu", "device")
 # "batched": the reference U-Net for the conditional rows only, `reference_steps_per_pass` timesteps
 # per pass; "released": every step at batch 2·E, as the released code runs it (the same output).
 REFERENCE_SCHEDULES = ("batched", "released")
+KEEP_SHAPE_NEEDS_DEPTH = ("--keep-shape needs a depth model, and this model has none (the bundled demo model is "
+                          "trained without depth); use the released weights (--model released or --weights DIR)")
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,8 @@ class MimicBrushPipeline(DiffusionPipeline):
         return self.reference_tokens(torch.zeros(1, 3, size, size, device=self.device))
 
     def depth_latents(self, depth_pixel_values: torch.Tensor, pixel_size: int) -> torch.Tensor:
-        """Depth latents from depth-model inputs; keep-shape off passes all-zero inputs (released)."""
+        """Depth latents from depth-model inputs; keep-shape off passes all-zero inputs (released), and a
+        model without a depth model (never asked to keep the shape) gets all-zero depth."""
         if self.depth_estimator is None:
             depth = torch.zeros(depth_pixel_values.shape[0], 1, *depth_pixel_values.shape[-2:], device=self.device)
         else:
@@ -216,6 +220,8 @@ class MimicBrushPipeline(DiffusionPipeline):
 
     def encode_edits(self, prepared: Sequence[imaging.PreparedEdit], keep_shape: bool,
                      noise: EditNoise) -> EncodedEdits:
+        if keep_shape and not self.has_depth_model:
+            raise MimicBrushError(KEEP_SHAPE_NEEDS_DEPTH)
         resolution = self.resolution
         latent_size = resolution // self.vae_scale_factor
         masks = np.stack([edit.mask for edit in prepared])

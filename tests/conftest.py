@@ -62,6 +62,17 @@ def tiny_pipeline():
 
 
 @pytest.fixture(scope="session")
+def tiny_pipeline_without_depth():
+    """The tiny pipeline's weights without a depth model (as the bundled demo model is)."""
+    from mimicbrush_cli.models.build import build_random_components
+    from mimicbrush_cli.pipeline import MimicBrushPipeline
+
+    pipeline = MimicBrushPipeline(**{**build_random_components("tiny", seed=0), "depth_estimator": None})
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tiny_pipeline):
     folder = tmp_path_factory.mktemp("models") / "tiny"
     tiny_pipeline.save_pretrained(folder, safe_serialization=True)

@@ -1,8 +1,10 @@
 from contextlib import contextmanager
 
 import numpy as np
+import pytest
 import torch
 
+from mimicbrush_cli.errors import MimicBrushError
 from mimicbrush_cli.pipeline import EditSettings
 
 FAST = EditSettings(steps=3, seed=7)
@@ -83,6 +85,15 @@ def test_keep_shape_off_feeds_zeros_to_depth_model(tiny_pipeline, photos):
     depth_input_on = calls[1][1].get("pixel_values", calls[1][0][0] if calls[1][0] else None)
     assert torch.count_nonzero(depth_input_off) == 0
     assert torch.count_nonzero(depth_input_on) > 0
+
+
+def test_keep_shape_without_a_depth_model_is_refused_before_any_model_runs(tiny_pipeline_without_depth, photos):
+    pipeline = tiny_pipeline_without_depth
+    with captured_inputs(pipeline.imitative_unet) as calls, \
+            pytest.raises(MimicBrushError, match="--keep-shape needs a depth model"):
+        pipeline(*photos, EditSettings(steps=1, keep_shape=True))
+    assert calls == []
+    assert pipeline(*photos, EditSettings(steps=1))[0][0].shape == photos[0].shape  # shape control off: no depth needed
 
 
 def test_reference_unet_runs_once_per_edit_not_per_cfg_row(tiny_pipeline, photos):
