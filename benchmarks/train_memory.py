@@ -37,7 +37,7 @@ def measure(size: str, resolution: int, precision: str, optimizer_name: str, che
     import torch
     from accelerate import Accelerator
 
-    from mimicbrush_cli.models.build import build_random_pipeline
+    from mimicbrush_cli.loading import build_random_pipeline
     from mimicbrush_cli.training.loop import MIXED_PRECISION_DTYPES, make_optimizer, place_for_training
     from mimicbrush_cli.training.config import OptimizerConfig
     from mimicbrush_cli.training.objective import TrainingModel, draw_randomness, encode_batch, micro_batch_generator

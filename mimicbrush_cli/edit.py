@@ -17,10 +17,6 @@ from .settings import EditSettings, StepCallback
 from .speedups import SpeedOptions
 
 
-KEEP_SHAPE_NEEDS_DEPTH = ("--keep-shape needs a depth model, and this model has none (the bundled demo model is "
-                          "trained without depth); use the released weights (--model released or --weights DIR)")
-
-
 @dataclass(frozen=True)
 class EditJob:
     source: Path
@@ -60,8 +56,6 @@ def read_job(job: EditJob, invert_mask: bool):
 def edit_images(pipeline, inputs: Sequence[tuple], settings: EditSettings,
                 callback: StepCallback | None = None) -> list[list]:
     """(source, reference, mask) arrays, already checked, -> per edit, its samples (uint8 arrays)."""
-    if settings.keep_shape and not pipeline.has_depth_model:
-        raise MimicBrushError(KEEP_SHAPE_NEEDS_DEPTH)
     sources, references, masks = zip(*inputs)
     return pipeline(list(sources), list(references), list(masks), settings, callback=callback)
 

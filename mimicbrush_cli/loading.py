@@ -1,5 +1,7 @@
 """Where a pipeline comes from (`--weights`, `--model`), and which device and dtype it runs on.
 
+The one place that assembles a `MimicBrushPipeline` from the components `models/` builds or loads.
+
 - `--weights DIR`: a local folder, either in our own format (`model_index.json` + safetensors, as
   written by `mimicbrush convert` or `mimicbrush train --export`) or in the released layout
   (`cleansd/` + `MimicBrush/`). The format is detected.
@@ -100,9 +102,34 @@ def _check_weights_files(pipeline, folder: Path) -> None:
                                   f"({'; '.join(problems)})")
 
 
+def build_random_pipeline(size_name: str = "tiny", seed: int = 0, resolution: int | None = None):
+    """A `MimicBrushPipeline` of a named size with random weights (no download), optionally at another
+    working resolution."""
+    from .models.build import build_random_components
+    from .pipeline import MimicBrushPipeline
+
+    return MimicBrushPipeline(**build_random_components(size_name, seed=seed, resolution=resolution))
+
+
+def load_released_pipeline(layout):
+    """A `MimicBrushPipeline` from the released layout (`models.checkpoints.ReleasedLayout`)."""
+    from .models.checkpoints import load_released_components
+    from .pipeline import MimicBrushPipeline
+
+    return MimicBrushPipeline(**load_released_components(layout))
+
+
+def convert_released_weights(source: Path, destination: Path) -> None:
+    """`mimicbrush convert`: the released layout → our safetensors model folder."""
+    from .models.checkpoints import released_layout, save_pipeline_atomically
+
+    pipeline = load_released_pipeline(released_layout(Path(source)))
+    save_pipeline_atomically(pipeline, Path(destination))
+
+
 def load_pipeline_folder(folder: Path):
     """A pipeline from a folder in our format or in the released layout."""
-    from .models.checkpoints import is_released_layout, load_released_pipeline, released_layout
+    from .models.checkpoints import is_released_layout, released_layout
     from .pipeline import MimicBrushPipeline
 
     folder = Path(folder)
@@ -132,8 +159,7 @@ def load_pipeline_folder(folder: Path):
 def load_pipeline(weights: Path | None = None, model: str | None = None, device: str = "auto",
                   dtype: str | None = None, speed: SpeedOptions = SpeedOptions()):
     """The pipeline named by `--weights` or `--model`, on its device and dtype, with the chosen speed options."""
-    from .models.build import build_random_pipeline
-    from .models.checkpoints import download_released_layout, load_released_pipeline
+    from .models.checkpoints import download_released_layout
 
     if weights is not None and model is not None:
         raise MimicBrushError("pass either --weights or --model, not both")
@@ -152,6 +178,12 @@ def load_pipeline(weights: Path | None = None, model: str | None = None, device:
             pipeline = build_random_pipeline(model.removeprefix("random-"))
         else:
             raise MimicBrushError(f"unknown model {model!r} (use {', '.join(MODEL_NAMES)} or --weights DIR)")
+    return place_pipeline(pipeline, device, dtype, speed)
+
+
+def place_pipeline(pipeline, device: str = "auto", dtype: str | None = None, speed: SpeedOptions = SpeedOptions()):
+    """`pipeline` moved to its device and dtype, progress bars off, with the chosen speed options: how
+    every pipeline that runs edits is made ready."""
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     pipeline.to(torch_device) if torch_dtype == torch.float32 else pipeline.to(torch_device, torch_dtype)

@@ -6,7 +6,9 @@ A diffusers `DiffusionPipeline`, so it saves and loads as a folder of components
 (unconditional + conditional rows for E edits × S samples); the reference U-Net runs only for the
 E conditional references, because the unconditional rows never read its features. The reference
 U-Net never sees the noisy latents, so one pass of it serves several denoising steps, batched
-over their timesteps: the same features for less per-call overhead.
+over their timesteps: the same features for less per-call overhead. The released schedule (the
+reference U-Net every step at batch 2·E, unconditional rows included) remains an option of the
+loop (`reference_schedule="released"`), for measuring against.
 """
 
 from __future__ import annotations
@@ -21,12 +23,19 @@ from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DCon
 from transformers import CLIPVisionModelWithProjection
 
 from . import imaging
+from .errors import MimicBrushError
 from .models.build import CLIPImageProcessor
 from .models.depth import DepthGuider, predict_depth, prepare_depth_input
 from .models.image_encoder import ImageTokenProjection, encode_reference_tokens
 from .models.reference_attention import RELEASED_REFERENCE_RATIO, FeatureBank, attach_reference_attention
 from .models.unets import imitative_unet_input
 from .settings import GENERATOR_DEVICES, MAX_SEED, EditSettings, StepCallback  # noqa: F401 (re-exported)
+
+# "batched": the reference U-Net for the conditional rows only, `reference_steps_per_pass` timesteps
+# per pass; "released": every step at batch 2·E, as the released code runs it (the same output).
+REFERENCE_SCHEDULES = ("batched", "released")
+KEEP_SHAPE_NEEDS_DEPTH = ("--keep-shape needs a depth model, and this model has none (the bundled demo model is "
+                          "trained without depth); use the released weights (--model released or --weights DIR)")
 
 
 @dataclass
@@ -72,20 +81,34 @@ class MimicBrushPipeline(DiffusionPipeline):
                                 reference_positions=reference_positions)
         self.bank: FeatureBank = attach_reference_attention(reference_unet, imitative_unet, ratio=reference_ratio,
                                                             positions=reference_positions)
+        self._offload_execution_device: torch.device | None = None
 
     def set_reference_positions(self, positions: str) -> None:
         """Turn the positional prior of the reference attention on ("local") or off ("none"); saved with the model."""
         self.bank.positions = FeatureBank(0, positions=positions).positions  # validates the name
         self.register_to_config(reference_positions=positions)
 
+    def enable_model_cpu_offload(self, gpu_id: int | None = None, device: torch.device | str | None = None) -> None:
+        if device is None:
+            from diffusers.utils.torch_utils import get_device  # the accelerator diffusers would pick
+
+            device = get_device()
+        super().enable_model_cpu_offload(gpu_id=gpu_id, device=device)
+        # Where the models run: the index as diffusers chooses it (`gpu_id`, else the device's own, else 0).
+        execution = torch.device(device)
+        self._offload_execution_device = torch.device(f"{execution.type}:{gpu_id or execution.index or 0}")
+
+    def remove_all_hooks(self) -> None:
+        super().remove_all_hooks()
+        self._offload_execution_device = None
+
     # ------------------------------------------------------------------ properties
 
     @property
     def device(self) -> torch.device:
         # Under model CPU offload every component rests on the CPU between uses: inputs go where models run.
-        offload_device = getattr(self, "_offload_device", None)
-        if offload_device is not None and getattr(self, "_all_hooks", None):
-            return torch.device(offload_device)
+        if self._offload_execution_device is not None:
+            return self._offload_execution_device
         return super().device
 
     @property
@@ -128,7 +151,8 @@ class MimicBrushPipeline(DiffusionPipeline):
         return self.reference_tokens(torch.zeros(1, 3, size, size, device=self.device))
 
     def depth_latents(self, depth_pixel_values: torch.Tensor, pixel_size: int) -> torch.Tensor:
-        """Depth latents from depth-model inputs; keep-shape off passes all-zero inputs (released)."""
+        """Depth latents from depth-model inputs; keep-shape off passes all-zero inputs (released), and a
+        model without a depth model (never asked to keep the shape) gets all-zero depth."""
         if self.depth_estimator is None:
             depth = torch.zeros(depth_pixel_values.shape[0], 1, *depth_pixel_values.shape[-2:], device=self.device)
         else:
@@ -166,6 +190,8 @@ class MimicBrushPipeline(DiffusionPipeline):
 
     def encode_edits(self, prepared: Sequence[imaging.PreparedEdit], keep_shape: bool,
                      noise: EditNoise) -> EncodedEdits:
+        if keep_shape and not self.has_depth_model:
+            raise MimicBrushError(KEEP_SHAPE_NEEDS_DEPTH)
         resolution = self.resolution
         latent_size = resolution // self.vae_scale_factor
         masks = np.stack([edit.mask for edit in prepared])
@@ -210,6 +236,14 @@ class MimicBrushPipeline(DiffusionPipeline):
         self.run_reference_unet(encoded.reference_latents.repeat(steps, 1, 1, 1),
                                 timesteps.repeat_interleave(num_edits), encoded.reference_tokens.repeat(steps, 1, 1))
 
+    def run_released_reference_pass(self, encoded: EncodedEdits, timestep: torch.Tensor) -> None:
+        """The released schedule's reference pass: one timestep at batch 2·E, the unconditional rows
+        (zero-image tokens) as well as the conditional ones, although no imitative row reads the
+        unconditional half. Conditional rows come first, so bank row e holds edit e's features."""
+        num_edits = encoded.reference_latents.shape[0]
+        tokens = torch.cat([encoded.reference_tokens, encoded.unconditional_tokens.expand(num_edits, -1, -1)])
+        self.run_reference_unet(encoded.reference_latents.repeat(2, 1, 1, 1), timestep.reshape(1), tokens)
+
     def predict_noise(self, latents: torch.Tensor, timestep: torch.Tensor, encoded: EncodedEdits,
                       num_samples: int, guidance: float,
                       reference_rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -249,14 +283,23 @@ class MimicBrushPipeline(DiffusionPipeline):
 
     @torch.no_grad()
     def denoise(self, encoded: EncodedEdits, settings: EditSettings, initial_latents: torch.Tensor,
-                callback: StepCallback | None = None) -> torch.Tensor:
-        """DDIM from pure noise (strength 1, eta 0), in `latent_dtype`. Returns (E·S, 4, h, w) clean latents."""
+                callback: StepCallback | None = None, reference_schedule: str = "batched") -> torch.Tensor:
+        """DDIM from pure noise (strength 1, eta 0), in `latent_dtype`. Returns (E·S, 4, h, w) clean latents.
+
+        `reference_schedule` is one of `REFERENCE_SCHEDULES`; "released" runs one timestep per reference
+        pass and has no cache.
+        """
+        if reference_schedule not in REFERENCE_SCHEDULES:
+            raise ValueError(f"reference_schedule must be one of {REFERENCE_SCHEDULES}, not {reference_schedule!r}")
+        released = reference_schedule == "released"
+        if released and settings.reference_cache:
+            raise ValueError("the released reference schedule has no reference cache")
         latents = initial_latents.to(self.device, self.latent_dtype)
         self.scheduler.set_timesteps(settings.steps, device=self.device)
         latents = latents * self.scheduler.init_noise_sigma
         timesteps = self.scheduler.timesteps
         edits = torch.arange(encoded.reference_latents.shape[0], device=self.device)
-        per_pass = settings.reference_steps_per_pass
+        per_pass = 1 if released else settings.reference_steps_per_pass
         try:
             for step, timestep in enumerate(timesteps):
                 if not settings.reference_attention:
@@ -264,6 +307,9 @@ class MimicBrushPipeline(DiffusionPipeline):
                 elif settings.reference_cache:
                     if step == 0:
                         self.run_reference_pass(encoded, timesteps[:1])
+                    rows = edits
+                elif released:
+                    self.run_released_reference_pass(encoded, timestep)
                     rows = edits
                 else:
                     if step % per_pass == 0:
@@ -299,8 +345,9 @@ class MimicBrushPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, sources: np.ndarray | Sequence[np.ndarray], references: np.ndarray | Sequence[np.ndarray],
                  masks: np.ndarray | Sequence[np.ndarray], settings: EditSettings = EditSettings(),
-                 callback: StepCallback | None = None) -> list[list[np.ndarray]]:
-        """Edit E sources; returns, for each edit, `settings.num_samples` full-size uint8 results."""
+                 callback: StepCallback | None = None, reference_schedule: str = "batched") -> list[list[np.ndarray]]:
+        """Edit E sources; returns, for each edit, `settings.num_samples` full-size uint8 results.
+        `reference_schedule`: see `denoise`."""
         sources, references, masks = (
             [items] if isinstance(items, np.ndarray) else list(items) for items in (sources, references, masks))
         if not len(sources) == len(references) == len(masks):
@@ -309,7 +356,7 @@ class MimicBrushPipeline(DiffusionPipeline):
                     for source, reference, mask in zip(sources, references, masks)]
         noise = self.draw_noise(len(prepared), settings)
         encoded = self.encode_edits(prepared, settings.keep_shape, noise)
-        latents = self.denoise(encoded, settings, noise.initial_latents, callback)
+        latents = self.denoise(encoded, settings, noise.initial_latents, callback, reference_schedule)
         predictions = self.decode(latents)
         results = []
         for index, (source, mask, edit) in enumerate(zip(sources, masks, prepared)):

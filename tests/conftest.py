@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from skimage import data
 
-from mimicbrush_cli.models.build import build_random_pipeline
+from mimicbrush_cli.loading import build_random_pipeline
 from mimicbrush_cli.models.depth_checkpoint import to_original_depth_anything_state_dict
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -57,6 +57,17 @@ def write_released_layout(pipeline, root: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_pipeline():
     pipeline = build_random_pipeline("tiny", seed=0)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_without_depth():
+    """The tiny pipeline's weights without a depth model (as the bundled demo model is)."""
+    from mimicbrush_cli.models.build import build_random_components
+    from mimicbrush_cli.pipeline import MimicBrushPipeline
+
+    pipeline = MimicBrushPipeline(**{**build_random_components("tiny", seed=0), "depth_estimator": None})
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 

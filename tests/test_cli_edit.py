@@ -91,20 +91,16 @@ def test_hub_download_offline_names_weights_option(photo_files, tmp_path, monkey
     assert result.exit_code == 2 and "--weights" in result.output
 
 
-def test_keep_shape_without_depth_model_explains(photo_files, tiny_pipeline, tmp_path):
+def test_keep_shape_without_depth_model_explains(photo_files, tiny_pipeline_without_depth, tmp_path):
     from mimicbrush_cli.edit import EditJob, plan_output_paths, run_edits
     from mimicbrush_cli.errors import MimicBrushError
     from mimicbrush_cli.pipeline import EditSettings
 
-    depth_estimator = tiny_pipeline.depth_estimator
-    tiny_pipeline.depth_estimator = None
-    try:
-        job = EditJob(photo_files["source"], photo_files["reference"], photo_files["mask"])
-        with pytest.raises(MimicBrushError, match="--keep-shape needs a depth model"):
-            run_edits([job], EditSettings(steps=1, keep_shape=True), plan_output_paths([job], tmp_path / "o.png", 1),
-                      pipeline=tiny_pipeline)
-    finally:
-        tiny_pipeline.depth_estimator = depth_estimator
+    job = EditJob(photo_files["source"], photo_files["reference"], photo_files["mask"])
+    with pytest.raises(MimicBrushError, match="--keep-shape needs a depth model"):
+        run_edits([job], EditSettings(steps=1, keep_shape=True), plan_output_paths([job], tmp_path / "o.png", 1),
+                  pipeline=tiny_pipeline_without_depth)
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_result_file_gets_ordinary_permissions(photo_files, tiny_model_dir, tmp_path):

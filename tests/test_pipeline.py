@@ -1,8 +1,11 @@
 from contextlib import contextmanager
 
 import numpy as np
+import pytest
 import torch
 
+from mimicbrush_cli import imaging
+from mimicbrush_cli.errors import MimicBrushError
 from mimicbrush_cli.pipeline import EditSettings
 
 FAST = EditSettings(steps=3, seed=7)
@@ -17,6 +20,61 @@ def captured_inputs(module):
         yield calls
     finally:
         hook.remove()
+
+
+def encoded_edit(pipeline, photos, settings):
+    """The edit's noise and encoded inputs, as the pipeline makes them before denoising."""
+    source, reference, mask = photos
+    prepared = imaging.prepare_edit(source, reference, mask, pipeline.resolution, settings.crop)
+    noise = pipeline.draw_noise(1, settings)
+    with torch.no_grad():
+        return noise, pipeline.encode_edits([prepared], settings.keep_shape, noise)
+
+
+def test_fixed_seed_output_slice(tiny_pipeline, photos):
+    """Values computed once from this code (tiny random weights of seed 0; 3 steps, seed 7): a change in
+    the arithmetic of an edit fails here, whatever else still passes."""
+    settings = EditSettings(steps=3, seed=7)
+    noise, encoded = encoded_edit(tiny_pipeline, photos, settings)
+    latents = tiny_pipeline.denoise(encoded, settings, noise.initial_latents)
+    torch.testing.assert_close(latents[0, :, 3, 3], torch.tensor([-3.24933, -1.01961, -0.58170, -2.89056]),
+                               atol=1e-3, rtol=0)
+    result = tiny_pipeline(*photos, settings)[0][0]
+    expected = [[97, 152, 54], [93, 158, 54], [91, 163, 59], [90, 168, 69], [90, 172, 79], [89, 177, 89]]
+    np.testing.assert_allclose(result[110, 226:232].astype(int), expected, atol=1)
+
+
+def guided_prediction(pipeline, photos, guidance: float):
+    """(guided noise, imitative U-Net tokens, its output, bank rows read) of one step for 2 samples of one edit."""
+    noise, encoded = encoded_edit(pipeline, photos, EditSettings(num_samples=2))
+    outputs = []
+    hook = pipeline.imitative_unet.register_forward_hook(lambda _, __, output: outputs.append(output.sample))
+    try:
+        with captured_inputs(pipeline.imitative_unet) as calls, torch.no_grad():
+            guided = pipeline.predict_noise(noise.initial_latents, torch.tensor(981), encoded, 2, guidance)
+        rows = pipeline.bank.reference_index.tolist()
+    finally:
+        hook.remove()
+        pipeline.bank.clear()
+        pipeline.bank.reference_index = None
+    [(_, kwargs)] = calls
+    return guided, kwargs["encoder_hidden_states"], outputs[0], rows, encoded
+
+
+def test_cfg_rows_are_unconditional_first_and_guidance_extrapolates_from_them(tiny_pipeline, photos):
+    guided, tokens, output, rows, encoded = guided_prediction(tiny_pipeline, photos, guidance=5.0)
+    assert tokens.shape[0] == 4 and rows == [-1, -1, 0, 0]  # 2 unconditional rows (no reference), then 2 conditional
+    torch.testing.assert_close(tokens[:2], encoded.unconditional_tokens.expand(2, -1, -1))
+    torch.testing.assert_close(tokens[2:], encoded.reference_tokens.expand(2, -1, -1))
+    unconditional, conditional = output[:2], output[2:]
+    torch.testing.assert_close(guided, unconditional + 5.0 * (conditional - unconditional))
+
+
+def test_guidance_1_runs_only_the_conditional_rows(tiny_pipeline, photos):
+    guided, tokens, output, rows, encoded = guided_prediction(tiny_pipeline, photos, guidance=1.0)
+    assert tokens.shape[0] == 2 and rows == [0, 0]
+    torch.testing.assert_close(tokens, encoded.reference_tokens.expand(2, -1, -1))
+    assert torch.equal(guided, output)
 
 
 def test_same_seed_gives_same_output_and_other_seed_differs(tiny_pipeline, photos):
@@ -55,8 +113,6 @@ def test_pixels_outside_blurred_mask_are_the_source(tiny_pipeline, photos):
 
 
 def test_imitative_input_channel_order(tiny_pipeline, photos):
-    from mimicbrush_cli import imaging
-
     source, reference, mask = photos
     with captured_inputs(tiny_pipeline.imitative_unet) as calls:
         tiny_pipeline(source, reference, mask, EditSettings(steps=1, crop=False))
@@ -83,6 +139,15 @@ def test_keep_shape_off_feeds_zeros_to_depth_model(tiny_pipeline, photos):
     depth_input_on = calls[1][1].get("pixel_values", calls[1][0][0] if calls[1][0] else None)
     assert torch.count_nonzero(depth_input_off) == 0
     assert torch.count_nonzero(depth_input_on) > 0
+
+
+def test_keep_shape_without_a_depth_model_is_refused_before_any_model_runs(tiny_pipeline_without_depth, photos):
+    pipeline = tiny_pipeline_without_depth
+    with captured_inputs(pipeline.imitative_unet) as calls, \
+            pytest.raises(MimicBrushError, match="--keep-shape needs a depth model"):
+        pipeline(*photos, EditSettings(steps=1, keep_shape=True))
+    assert calls == []
+    assert pipeline(*photos, EditSettings(steps=1))[0][0].shape == photos[0].shape  # shape control off: no depth needed
 
 
 def test_reference_unet_runs_once_per_edit_not_per_cfg_row(tiny_pipeline, photos):

@@ -21,8 +21,7 @@ from skimage import data
 from test_pipeline import captured_inputs
 
 from mimicbrush_cli import imaging
-from mimicbrush_cli.benchmark.speed import released_schedule
-from mimicbrush_cli.models.build import build_random_pipeline
+from mimicbrush_cli.loading import build_random_pipeline
 from mimicbrush_cli.models.depth import prepare_depth_input
 from mimicbrush_cli.pipeline import EditSettings, EncodedEdits
 
@@ -136,15 +135,14 @@ def released_edit(pipeline, source, reference, mask, seed, steps, guidance=5.0, 
     hook = pipeline.imitative_unet.register_forward_hook(lambda _, __, output: outputs.append(output.sample))
     pipeline.scheduler.set_timesteps(steps)
     try:
-        with released_schedule(pipeline):
-            for timestep in pipeline.scheduler.timesteps:
-                # The reference U-Net every step at batch 2 (conditional and unconditional tokens) on
-                # `source_image_latents.repeat(2, 1, 1, 1)`; then our imitative U-Net, whose guidance is redone here.
-                pipeline.run_reference_pass(encoded, timestep[None])
-                pipeline.predict_noise(latents, timestep, encoded, 1, guidance, reference_rows=torch.arange(1))
-                noise_uncond, noise_cond = outputs[-1].chunk(2)
-                noise = noise_uncond + guidance * (noise_cond - noise_uncond)
-                latents = pipeline.scheduler.step(noise, timestep, latents, eta=0.0).prev_sample
+        for timestep in pipeline.scheduler.timesteps:
+            # The reference U-Net every step at batch 2 (conditional and unconditional tokens) on
+            # `source_image_latents.repeat(2, 1, 1, 1)`; then our imitative U-Net, whose guidance is redone here.
+            pipeline.run_released_reference_pass(encoded, timestep)
+            pipeline.predict_noise(latents, timestep, encoded, 1, guidance, reference_rows=torch.arange(1))
+            noise_uncond, noise_cond = outputs[-1].chunk(2)
+            noise = noise_uncond + guidance * (noise_cond - noise_uncond)
+            latents = pipeline.scheduler.step(noise, timestep, latents, eta=0.0).prev_sample
     finally:
         hook.remove()
         pipeline.bank.clear()

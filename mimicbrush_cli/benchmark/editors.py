@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import MimicBrushError
+from ..settings import EditSettings
 
 
 class Editor(Protocol):
@@ -30,11 +31,11 @@ class PipelineOptions:
     model: str | None = None
     device: str = "auto"
     dtype: str | None = None
-    steps: int = 50
-    guidance: float = 5.0
-    crop: bool = True
-    reference_cache: bool = False
-    reference_attention: bool = True  # False: the same weights with reference attention off (an ablation)
+    steps: int = EditSettings.steps
+    guidance: float = EditSettings.guidance
+    crop: bool = EditSettings.crop
+    reference_cache: bool = EditSettings.reference_cache
+    reference_attention: bool = EditSettings.reference_attention  # False: the same weights with it off (an ablation)
 
 
 class PipelineEditor:
@@ -69,18 +70,11 @@ class PipelineEditor:
 
     def autoencode(self, source: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """The source through the model's VAE and back, pasted as an edit: this model's ceiling."""
-        from ..pipeline import EditSettings
-
         return self.pipeline.autoencode(source, mask, EditSettings(crop=self.options.crop))
 
     def __call__(self, source: np.ndarray, reference: np.ndarray, mask: np.ndarray, *,
                  keep_shape: bool, seed: int) -> np.ndarray:
-        from ..pipeline import EditSettings
-
-        pipeline = self.pipeline
-        if keep_shape and not pipeline.has_depth_model:
-            raise MimicBrushError("the texture benchmark edits with --keep-shape, which needs a depth model, and this "
-                                  "model has none; use the released weights (--model released or --weights DIR)")
+        pipeline = self.pipeline  # it refuses keep_shape without a depth model
         options = self.options
         settings = EditSettings(steps=options.steps, guidance=options.guidance, keep_shape=keep_shape, crop=options.crop,
                                 seed=seed, num_samples=1, reference_cache=options.reference_cache,

@@ -5,7 +5,8 @@ reference) with the same seed, using the full-size `released` architecture with 
 (no download) at each working resolution, in a fresh process, so that its peak memory is its own.
 
 Measured per configuration:
-- encode, decode and each denoising step (wall clock; CUDA synchronised), and each reference U-Net pass;
+- encode, decode and each denoising step (wall clock around the pipeline's public steps; CUDA
+  synchronised), and each reference U-Net pass (forward hooks on the reference U-Net);
 - the steady per-step cost of a 50-step edit: the fastest imitative step (on a shared machine the
   fastest repeat is the one least disturbed) plus the reference passes a 50-step edit needs,
   spread over its 50 steps (50 for the released schedule, ceil(50 / K) for ours, 1 with the cache);
@@ -21,7 +22,7 @@ import math
 import multiprocessing
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -37,7 +38,8 @@ class SpeedConfig:
     """One measured way of running an edit."""
 
     name: str
-    schedule: str = "ours"             # "released": reference U-Net at batch 2·E every step; "ours": the pipeline
+    schedule: str = "batched"          # the pipeline's `reference_schedule`: "released" (reference U-Net at
+                                       # batch 2·E every step) or "batched" (ours)
     reference_cache: bool = False
     dtype: str | None = None           # None: fp32 on CPU, as the pipeline loads by default
     channels_last: bool = False
@@ -122,35 +124,10 @@ def deviation(image: np.ndarray, exact: np.ndarray) -> Deviation:
     return Deviation(int(np.abs(difference).max()), math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse))
 
 
-# ---------------------------------------------------------------------------------------------- schedules
-
-
-@contextmanager
-def released_schedule(pipeline):
-    """Run `pipeline` the way the released code schedules its reference U-Net: every step, at batch 2·E,
-    for the unconditional rows (zero-image tokens) as well as the conditional ones, although no
-    imitative row ever reads the unconditional half. Use with `reference_steps_per_pass=1`."""
-    def run_reference_pass(encoded, timesteps: torch.Tensor) -> None:
-        if len(timesteps) != 1:
-            raise ValueError("the released schedule runs one timestep per reference pass")
-        num_edits = encoded.reference_latents.shape[0]
-        # Conditional rows first: bank row e then holds edit e's conditional features, where the
-        # pipeline points the conditional imitative rows; rows E..2E-1 are written and never read.
-        tokens = torch.cat([encoded.reference_tokens, encoded.unconditional_tokens.expand(num_edits, -1, -1)])
-        pipeline.run_reference_unet(encoded.reference_latents.repeat(2, 1, 1, 1), timesteps, tokens)
-
-    pipeline.run_reference_pass = run_reference_pass
-    try:
-        yield pipeline
-    finally:
-        del pipeline.run_reference_pass
-
-
 def edit_settings(config: SpeedConfig, steps: int, seed: int = 0):
     from ..pipeline import EditSettings
 
-    settings = EditSettings(steps=steps, seed=seed, reference_cache=config.reference_cache)
-    return replace(settings, reference_steps_per_pass=1) if config.schedule == "released" else settings
+    return EditSettings(steps=steps, seed=seed, reference_cache=config.reference_cache)
 
 
 def benchmark_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -177,39 +154,43 @@ def _peak_memory_bytes(device: torch.device) -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
 
 
-def _instrument(pipeline, measurement: Measurement, steps_done: list[float]) -> None:
-    """Time the pipeline's phases by wrapping its bound methods on the instance."""
+def _clock(device: torch.device) -> float:
+    _synchronise(device)
+    return time.perf_counter()
+
+
+@contextmanager
+def timed_reference_passes(pipeline, record: Callable[[float, int], None]) -> Iterator[None]:
+    """Call `record(seconds, timesteps)` after every reference U-Net pass inside the block (hooks on the
+    module; a pass batched over K timesteps runs them once each, so K is the number of distinct ones)."""
     device = pipeline.device
+    started: list[float] = []
 
-    def wrap(name: str, record: Callable[[float, tuple], None]) -> None:
-        original = getattr(pipeline, name)
+    # Kept out of a compiled graph: the clock must run where the pass starts and ends.
+    @torch.compiler.disable
+    def before(_module, _args) -> None:
+        started.append(_clock(device))
 
-        def timed(*args, **kwargs):
-            _synchronise(device)
-            start = time.perf_counter()
-            result = original(*args, **kwargs)
-            _synchronise(device)
-            record(time.perf_counter() - start, args)
-            return result
+    @torch.compiler.disable
+    def after(_module, args, _output) -> None:
+        record(_clock(device) - started.pop(), len(torch.unique(args[1])))
 
-        setattr(pipeline, name, timed)
-
-    def on_encode(seconds, _):
-        measurement.encode_s = seconds
-        steps_done.append(time.perf_counter())  # the denoising clock starts here
-
-    wrap("encode_edits", on_encode)
-    wrap("decode", lambda seconds, _: setattr(measurement, "decode_s", seconds))
-    wrap("run_reference_pass", lambda seconds, args: measurement.reference_passes.append(
-        (len(steps_done) - 1, seconds, len(args[1]))))
+    handles = [pipeline.reference_unet.register_forward_pre_hook(before),
+               pipeline.reference_unet.register_forward_hook(after)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def measure(config: SpeedConfig, resolution: int | None, steps: int, device: str = "cpu", seed: int = 0,
             threads: int = 0) -> Measurement:
-    """Build the pipeline for `config` and time one edit in this process."""
-    from ..loading import resolve_device, resolve_dtype
-    from ..models.build import build_random_pipeline
-    from ..speedups import configure_pipeline_speed
+    """Build the pipeline for `config` and time one edit in this process, step by step through the
+    pipeline's public calls (those `MimicBrushPipeline.__call__` makes)."""
+    from .. import imaging
+    from ..loading import build_random_pipeline, place_pipeline, resolve_device
+    from ..speedups import SpeedOptions
 
     if threads:
         torch.set_num_threads(threads)
@@ -219,45 +200,43 @@ def measure(config: SpeedConfig, resolution: int | None, steps: int, device: str
         measurement.skipped = "needs a GPU"
         return measurement
     start = time.perf_counter()
-    pipeline = build_random_pipeline(config.size, seed=0, resolution=resolution)
+    speed = SpeedOptions(channels_last=config.channels_last, compile=config.compile, cpu_offload=config.cpu_offload,
+                         vae_tiling=config.vae_tiling)
+    pipeline = place_pipeline(build_random_pipeline(config.size, seed=0, resolution=resolution), device,
+                              config.dtype, speed)
     measurement.resolution = pipeline.resolution
-    dtype = resolve_dtype(config.dtype, torch_device)
-    pipeline.to(torch_device) if dtype == torch.float32 else pipeline.to(torch_device, dtype)
-    pipeline.set_progress_bar_config(disable=True)
-    configure_pipeline_speed(pipeline, channels_last=config.channels_last, compile=config.compile,
-                             cpu_offload=config.cpu_offload, vae_tiling=config.vae_tiling)
     measurement.build_s = time.perf_counter() - start
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(torch_device)
 
-    steps_done: list[float] = []
-    predictions: list[np.ndarray] = []
-    decode = pipeline.decode
-    pipeline.decode = lambda latents: predictions.extend(decode(latents)) or predictions
-    schedule = released_schedule(pipeline) if config.schedule == "released" else _nothing()
-    with schedule:
-        _instrument(pipeline, measurement, steps_done)
+    settings = edit_settings(config, steps, seed)
+    source, reference, mask = benchmark_inputs()
+    steps_done: list[float] = []  # the clock when encoding ended, then after each step
 
-        def on_step(step: int, total: int) -> None:
-            _synchronise(torch_device)
-            steps_done.append(time.perf_counter())
+    def on_reference_pass(seconds: float, timesteps: int) -> None:
+        measurement.reference_passes.append((len(steps_done) - 1, seconds, timesteps))
 
-        source, reference, mask = benchmark_inputs()
-        _synchronise(torch_device)
-        start = time.perf_counter()
-        pipeline(source, reference, mask, edit_settings(config, steps, seed), callback=on_step)
-        _synchronise(torch_device)
-        measurement.edit_s = time.perf_counter() - start
+    def on_step(step: int, total: int) -> None:
+        steps_done.append(_clock(torch_device))
+
+    with torch.no_grad(), timed_reference_passes(pipeline, on_reference_pass):
+        start = _clock(torch_device)
+        prepared = imaging.prepare_edit(source, reference, mask, pipeline.resolution, settings.crop)
+        noise = pipeline.draw_noise(1, settings)
+        encode_start = _clock(torch_device)
+        encoded = pipeline.encode_edits([prepared], settings.keep_shape, noise)
+        steps_done.append(_clock(torch_device))
+        measurement.encode_s = steps_done[0] - encode_start
+        latents = pipeline.denoise(encoded, settings, noise.initial_latents, on_step, config.schedule)
+        decode_start = _clock(torch_device)
+        [measurement.prediction] = pipeline.decode(latents)
+        measurement.decode_s = _clock(torch_device) - decode_start
+        imaging.finish_edit(source, mask, prepared, measurement.prediction, settings.paste_back)
+        measurement.edit_s = _clock(torch_device) - start
     measurement.step_s = list(np.diff(steps_done))
     measurement.denoise_s = steps_done[-1] - steps_done[0]
     measurement.peak_memory_bytes = _peak_memory_bytes(torch_device)
-    measurement.prediction = predictions[0]
     return measurement
-
-
-@contextmanager
-def _nothing():
-    yield
 
 
 def measure_in_fresh_process(config: SpeedConfig, resolution: int | None, steps: int, device: str = "cpu",

@@ -20,7 +20,7 @@ def convert_command(
 ) -> None:
     """Convert the released MimicBrush weights (pickles) into a safe, faster-loading safetensors folder."""
     quiet_libraries()
-    from ..models.checkpoints import convert_released_weights
+    from ..loading import convert_released_weights
     from ..outputs import check_folder_output_path
 
     check_folder_output_path(destination)

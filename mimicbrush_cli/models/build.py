@@ -163,17 +163,15 @@ def at_resolution(size: ModelSize, resolution: int) -> ModelSize:
     return replace(size, resolution=resolution, unet={**size.unet, "sample_size": resolution // size.vae_scale_factor})
 
 
-def build_random_pipeline(size_name: str = "tiny", seed: int = 0, resolution: int | None = None):
-    """A `MimicBrushPipeline` of a named size with random weights (no download), optionally at another
-    working resolution."""
-    from ..pipeline import MimicBrushPipeline
-
+def build_random_components(size_name: str = "tiny", seed: int = 0, resolution: int | None = None) -> dict[str, Any]:
+    """The components of a named size with random weights (no download), optionally at another working
+    resolution: the keyword arguments of `MimicBrushPipeline` (`loading.build_random_pipeline` assembles them)."""
     size = model_size(size_name)
     if resolution is not None:
         size = at_resolution(size, resolution)
     torch.manual_seed(seed)
     depth_estimator, depth_guider = build_depth_models(size)
-    return MimicBrushPipeline(
+    return dict(
         imitative_unet=build_imitative_unet(size), reference_unet=build_reference_unet(size), vae=build_vae(size),
         image_encoder=build_image_encoder(size), image_projection=build_image_projection(size),
         depth_guider=depth_guider, depth_estimator=depth_estimator, scheduler=build_scheduler(),

@@ -1,4 +1,4 @@
-"""The released checkpoint layout (REFERENCE.md §4) → a `MimicBrushPipeline`, and back to our own folder.
+"""The released checkpoint layout (REFERENCE.md §4) → pipeline components, and a pipeline → our own folder.
 
 Released layout, under one root (a local `--weights` folder, or the two Hub repos side by side):
 
@@ -26,7 +26,6 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from ..errors import MimicBrushError, first_line
@@ -37,6 +36,7 @@ from .depth_checkpoint import load_depth_anything_from_original
 from .image_encoder import ImageTokenProjection
 from .pickles import load_weights_pickle
 from .reference_attention import unused_reference_unet_parameters
+from .state_dicts import load_state_dict_checked
 from .unets import IMITATIVE_IN_CHANNELS
 
 HUB_REPOS = {"cleansd": "xichenhku/cleansd", "MimicBrush": "xichenhku/MimicBrush"}
@@ -128,23 +128,6 @@ def load_released_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
-def load_state_dict_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str,
-                            allowed_missing: frozenset[str] = frozenset()) -> None:
-    """`load_state_dict` that names the first unknown, missing or wrongly-shaped key in a user error."""
-    expected = module.state_dict()
-    unknown = sorted(set(state_dict) - set(expected))
-    if unknown:
-        raise MimicBrushError(f"{what}: unknown weight {unknown[0]}" + (f" (+{len(unknown) - 1} more)" if len(unknown) > 1 else ""))
-    missing = sorted(set(expected) - set(state_dict) - allowed_missing)
-    if missing:
-        raise MimicBrushError(f"{what}: missing weight {missing[0]}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
-    for key, tensor in state_dict.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise MimicBrushError(f"{what}: weight {key} has shape {tuple(tensor.shape)}, "
-                                  f"expected {tuple(expected[key].shape)}")
-    module.load_state_dict(state_dict, strict=False, assign=False)
-
-
 def read_weights_file(folder: Path, stem: str) -> dict[str, torch.Tensor]:
     """`<stem>.safetensors` if present, else `<stem>.bin` loaded with `weights_only=True`."""
     from safetensors import SafetensorError
@@ -180,11 +163,10 @@ def _depth_guider_widths(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, .
     return tuple(widths)
 
 
-def load_released_pipeline(layout: ReleasedLayout):
-    """Build the pipeline from the released layout. Sizes come from the files themselves (configs and
-    weight shapes), so a small model written in the same layout loads through the same code."""
-    from ..pipeline import MimicBrushPipeline
-
+def load_released_components(layout: ReleasedLayout) -> dict:
+    """The pipeline's components from the released layout (the keyword arguments of `MimicBrushPipeline`).
+    Sizes come from the files themselves (configs and weight shapes), so a small model written in the
+    same layout loads through the same code."""
     layout.check_complete()
     checkpoint = load_released_checkpoint(layout.checkpoint)
 
@@ -213,7 +195,7 @@ def load_released_pipeline(layout: ReleasedLayout):
     load_state_dict_checked(vae, read_weights_file(layout.vae, "diffusion_pytorch_model"), "VAE (sd-vae-ft-mse)")
     depth_estimator = load_depth_anything_from_original(layout.depth_model)
     del checkpoint
-    return MimicBrushPipeline(
+    return dict(
         imitative_unet=imitative_unet, reference_unet=reference_unet, vae=vae, image_encoder=image_encoder,
         image_projection=image_projection, depth_guider=depth_guider, depth_estimator=depth_estimator,
         scheduler=build_scheduler(), feature_extractor=build_clip_image_processor(clip_config.image_size),
@@ -235,8 +217,3 @@ def save_pipeline_atomically(pipeline, destination: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
-
-def convert_released_weights(source: Path, destination: Path) -> None:
-    """`mimicbrush convert`: the released layout → our safetensors model folder."""
-    pipeline = load_released_pipeline(released_layout(Path(source)))
-    save_pipeline_atomically(pipeline, Path(destination))

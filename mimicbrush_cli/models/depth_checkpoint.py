@@ -25,6 +25,7 @@ from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, D
 
 from ..errors import MimicBrushError
 from .pickles import load_weights_pickle
+from .state_dicts import first_of, load_state_dict_checked
 
 DEPTH_INPUT_SIZE = 518
 DEPTH_PATCH_SIZE = 14
@@ -159,11 +160,6 @@ def _qkv_table(config: DepthAnythingConfig) -> dict[str, tuple[str, str, str]]:
     return table
 
 
-def _first_of(keys, what: str) -> str:
-    keys = sorted(keys)
-    return f"{what} {keys[0]}" + (f" (+{len(keys) - 1} more)" if len(keys) > 1 else "")
-
-
 def convert_original_depth_anything_state_dict(original: Mapping[str, torch.Tensor],
                                                config: DepthAnythingConfig) -> dict[str, torch.Tensor]:
     """Original Depth Anything state dict -> `DepthAnythingForDepthEstimation` state dict.
@@ -174,10 +170,10 @@ def convert_original_depth_anything_state_dict(original: Mapping[str, torch.Tens
     renames, fused = _rename_table(config), _qkv_table(config)
     unknown = set(original) - set(renames) - set(fused)
     if unknown:
-        raise MimicBrushError(f"depth model: {_first_of(unknown, 'unknown weight')}")
+        raise MimicBrushError(f"depth model: {first_of(unknown, 'unknown weight')}")
     missing = (set(renames) | set(fused)) - set(original)
     if missing:
-        raise MimicBrushError(f"depth model: {_first_of(missing, 'missing weight')}")
+        raise MimicBrushError(f"depth model: {first_of(missing, 'missing weight')}")
     hidden = config.backbone_config.hidden_size
     converted = {renames[key]: tensor for key, tensor in original.items() if key in renames}
     for key, targets in fused.items():
@@ -228,10 +224,6 @@ def load_depth_anything_from_original(path: str | Path,
     # file overwrites anyway (the model has no buffers, so every tensor comes from the file).
     with torch.device("meta"):
         model = DepthAnythingForDepthEstimation(config)
-    expected, names = model.state_dict(), _original_name(config)
-    for key, tensor in state_dict.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise MimicBrushError(f"{path.name}: depth model: weight {names[key]} gives {key} the shape "
-                                  f"{tuple(tensor.shape)}, expected {tuple(expected[key].shape)}")
-    model.load_state_dict(state_dict, strict=True, assign=True)
+    load_state_dict_checked(model, state_dict, f"{path.name}: depth model", assign=True,
+                            file_names=_original_name(config))
     return model.eval().requires_grad_(False)

@@ -8,6 +8,7 @@ import torch
 
 from ..errors import MimicBrushError
 from ..models.checkpoints import save_pipeline_atomically
+from ..models.state_dicts import load_state_dict_checked
 
 
 def export_trained_pipeline(accelerator, pipeline, ema, trained_parameters, destination: Path) -> Path | None:
@@ -52,13 +53,10 @@ def export_checkpoint(config, checkpoint: Path, destination: Path, use_ema: bool
         raise MimicBrushError(f"not a training checkpoint (no weights.safetensors): {checkpoint}")
     pipeline = build_training_pipeline(config.model)
     model = TrainingModel(pipeline, config.trainable)
-    state = load_file(weights_file)
-    missing = [name for name, parameter in model.named_parameters()
-               if name not in state and (parameter.requires_grad or weights_file.name == "weights.safetensors")]
-    if missing:
-        raise MimicBrushError(f"checkpoint {checkpoint.name} does not match the config's model: no {missing[0]}")
-    unexpected = model.load_state_dict(state, strict=False).unexpected_keys
-    if unexpected:
-        raise MimicBrushError(f"checkpoint {checkpoint.name} does not match the config's model: {unexpected[0]}")
+    # The EMA file holds the trained parameters only; the weights file every parameter.
+    required = {name for name, parameter in model.named_parameters()
+                if parameter.requires_grad or weights_file.name == "weights.safetensors"}
+    load_state_dict_checked(model, load_file(weights_file), f"checkpoint {checkpoint.name} does not match the "
+                            "config's model", allowed_missing=set(model.state_dict()) - required)
     save_pipeline_atomically(pipeline, Path(destination))
     return Path(destination)

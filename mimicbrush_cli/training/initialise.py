@@ -9,8 +9,8 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPVisionModelWithProjection
 
 from ..errors import MimicBrushError, first_line
-from ..loading import load_pipeline_folder
-from ..models.build import build_clip_image_processor, build_random_pipeline, build_scheduler
+from ..loading import build_random_pipeline, load_pipeline_folder
+from ..models.build import build_clip_image_processor, build_scheduler
 from ..models.depth import DepthGuider
 from ..models.image_encoder import ImageTokenProjection
 from ..models.unets import align_reference_unet, widen_inpainting_unet

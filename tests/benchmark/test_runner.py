@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -28,11 +29,37 @@ def test_inner_run_writes_scores_grids_and_markdown(benchmark_dir, tmp_path, mea
     assert "MimicBrush (paper) | 0.70 | 17.54 | 0.28" in markdown and "**this run**" in markdown
 
 
-def test_inter_run_scores_dino_clip_and_clip_t(benchmark_dir, tmp_path, mean_colour_editor, metric_models_dir):
-    results = run(benchmark_dir, tmp_path / "out", mean_colour_editor, metric_models_dir, split="inter")
-    scores = results.samples["astronaut"]["scores"]
+def test_inter_run_scores_dino_clip_and_clip_t(tmp_path, metric_models_dir):
+    """A result whose masked object is the reference's own (same image, same mask) scores DINO-I = CLIP-I = 100;
+    CLIP-T is CLIP's own image-text similarity of the whole result, ×100."""
+    import torch
+    from skimage import data
+    from transformers import CLIPModel, CLIPProcessor
+
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    photo = np.asarray(Image.fromarray(data.astronaut()).resize((96, 96)))  # square: no padding before CLIP
+    yy, xx = np.mgrid[:96, :96]
+    mask = Image.fromarray(((((yy - 48) / 30) ** 2 + ((xx - 48) / 20) ** 2 < 1) * 255).astype(np.uint8))
+    for name, image in (("source", Image.fromarray(photo)), ("source_mask", mask), ("reference", Image.fromarray(photo)),
+                        ("reference_mask", mask)):
+        image.save(folder / f"twin_{name}.png")
+    (folder / "twin_prompt.txt").write_text("an astronaut\n")
+
+    def unchanged(source, reference, mask, *, keep_shape, seed):
+        return source.copy()
+
+    scores = run(folder, tmp_path / "out", unchanged, metric_models_dir, split="inter").samples["twin"]["scores"]
     assert set(scores) == {"dino_i", "clip_i", "clip_t"}
-    assert all(-100 <= value <= 100 for value in scores.values())
+    assert scores["dino_i"] == pytest.approx(100, abs=1e-4) and scores["clip_i"] == pytest.approx(100, abs=1e-4)
+    clip = CLIPModel.from_pretrained(metric_models_dir / "clip").eval()
+    inputs = CLIPProcessor.from_pretrained(metric_models_dir / "clip")(text=["an astronaut"], images=[photo],
+                                                                        return_tensors="pt")
+    with torch.no_grad():
+        output = clip(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                      pixel_values=inputs["pixel_values"])
+        expected = 100 * float(output.logits_per_image[0, 0] / clip.logit_scale.exp())
+    assert scores["clip_t"] == pytest.approx(expected, abs=1e-3)
 
 
 def test_rerun_skips_finished_samples(benchmark_dir, tmp_path, mean_colour_editor, metric_models_dir):

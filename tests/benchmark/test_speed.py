@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from mimicbrush_cli.benchmark.speed import (OURS, RELEASED, SpeedConfig, deviation, edit_settings, measure,
-                                            released_schedule)
+from mimicbrush_cli.benchmark.speed import OURS, RELEASED, SpeedConfig, deviation, edit_settings, measure
 from mimicbrush_cli.errors import MimicBrushError
-from mimicbrush_cli.models.build import build_random_pipeline
+from mimicbrush_cli.loading import build_random_pipeline
 from mimicbrush_cli.pipeline import EditSettings
 from mimicbrush_cli.speedups import configure_pipeline_speed
 
@@ -41,9 +40,8 @@ def reference_unet_batches(pipeline, run):
 
 
 def test_released_schedule_runs_reference_unet_at_batch_2_every_step_and_matches_ours(tiny_pipeline, photos, exact):
-    with released_schedule(tiny_pipeline):
-        released, batches = reference_unet_batches(
-            tiny_pipeline, lambda: tiny_pipeline(*photos, edit_settings(RELEASED, STEPS))[0][0])
+    released, batches = reference_unet_batches(
+        tiny_pipeline, lambda: tiny_pipeline(*photos, edit_settings(RELEASED, STEPS), reference_schedule="released")[0][0])
     assert batches == [2] * STEPS
     assert np.abs(released.astype(int) - exact.astype(int)).max() <= 1
 
@@ -53,10 +51,21 @@ def test_our_default_runs_one_reference_pass_batched_over_the_timesteps(tiny_pip
     assert batches == [STEPS]
 
 
-def test_released_schedule_is_undone_on_exit(tiny_pipeline):
-    with released_schedule(tiny_pipeline):
-        assert "run_reference_pass" in vars(tiny_pipeline)
-    assert "run_reference_pass" not in vars(tiny_pipeline)
+def test_released_schedule_has_no_reference_cache_and_unknown_schedules_are_refused(tiny_pipeline, photos):
+    with pytest.raises(ValueError, match="no reference cache"):
+        tiny_pipeline(*photos, EditSettings(steps=1, reference_cache=True), reference_schedule="released")
+    with pytest.raises(ValueError, match="reference_schedule"):
+        tiny_pipeline(*photos, EditSettings(steps=1), reference_schedule="every step")
+
+
+def test_reference_passes_are_timed_inside_the_block_only(tiny_pipeline, photos):
+    from mimicbrush_cli.benchmark.speed import timed_reference_passes
+
+    passes = []
+    with timed_reference_passes(tiny_pipeline, lambda seconds, timesteps: passes.append((seconds > 0, timesteps))):
+        tiny_pipeline(*photos, EditSettings(steps=3, reference_steps_per_pass=2))
+    tiny_pipeline(*photos, EditSettings(steps=1))
+    assert passes == [(True, 2), (True, 1)]
 
 
 def test_reference_steps_per_pass_does_not_change_the_output(tiny_pipeline, photos, exact):
@@ -151,6 +160,7 @@ def test_report_compares_every_configuration_with_the_released_schedule_and_our_
     report = SpeedReport(device="cpu", steps=2, threads=0, tolerance=1,
                          rows={64: _rows(measurements, released, ours)})
     released_row, ours_row = report.rows[64]
+    assert [(step, timesteps) for step, _, timesteps in measurements[0].reference_passes] == [(0, 1), (1, 1)]
     assert released_row.step_ratio == 1.0 and released_row.deviation.max_abs <= 1
     assert ours_row.deviation is None  # the exact default is what the others are compared with
     assert report.released_matches_ours(64)

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from mimicbrush_cli.errors import MimicBrushError
-from mimicbrush_cli.loading import load_pipeline_folder
-from mimicbrush_cli.models.checkpoints import convert_released_weights, load_state_dict_checked
+from mimicbrush_cli.loading import convert_released_weights, load_pipeline_folder
+from mimicbrush_cli.models.state_dicts import load_state_dict_checked
 from mimicbrush_cli.pipeline import EditSettings
 
 SETTINGS = EditSettings(steps=2, seed=3, keep_shape=True)

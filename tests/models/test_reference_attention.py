@@ -74,8 +74,7 @@ def test_local_positions_add_a_gaussian_prior_on_the_offset_to_self_and_referenc
 
 
 def test_positions_are_saved_with_the_pipeline(tmp_path):
-    from mimicbrush_cli.loading import load_pipeline_folder
-    from mimicbrush_cli.models.build import build_random_pipeline
+    from mimicbrush_cli.loading import build_random_pipeline, load_pipeline_folder
 
     pipeline = build_random_pipeline("tiny")
     assert pipeline.bank.positions == "none"

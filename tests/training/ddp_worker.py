@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from training_helpers import PhotoPairs, tiny_config  # noqa: E402
 
-from mimicbrush_cli.models.build import build_random_pipeline  # noqa: E402
+from mimicbrush_cli.loading import build_random_pipeline  # noqa: E402
 from mimicbrush_cli.training import train  # noqa: E402
 
 

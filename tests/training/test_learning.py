@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 from training_helpers import tiny_config
 
-from mimicbrush_cli.models.build import build_random_pipeline
+from mimicbrush_cli.loading import build_random_pipeline
 from mimicbrush_cli.models.reference_attention import ReferenceReaderProcessor
 from mimicbrush_cli.training import train
 from mimicbrush_cli.training.objective import StepRandomness, TrainingModel, encode_batch

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mimicbrush_cli.models.build import build_random_pipeline
+from mimicbrush_cli.loading import build_random_pipeline
 from mimicbrush_cli.models.unets import imitative_unet_input
 from mimicbrush_cli.training.objective import (
     TrainingModel,
@@ -106,21 +106,41 @@ def test_tiny_model_overfits_a_fixed_batch(photo_pairs):
     assert losses[-1] < 0.25 * losses[0], losses
 
 
-def test_the_target_is_what_the_ddim_step_reads(photo_pairs):
-    """For ε and v alike, a perfect prediction of the target makes DDIM's x0 estimate the clean latent."""
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_the_target_is_what_the_ddim_step_reads(photo_pairs, prediction_type):
+    """A perfect prediction of the target makes DDIM's x0 estimate the clean source latent (the VAE sample
+    of the source drawn with the row's VAE noise), for ε and v alike."""
     from diffusers import DDIMScheduler
 
-    estimates = []
-    for prediction_type in ("epsilon", "v_prediction"):
-        pipeline = build_random_pipeline("tiny", seed=0)
-        pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config, prediction_type=prediction_type)
-        pipeline.scheduler.set_timesteps(1000)
-        encoded = _encoded(pipeline, photo_pairs, keep=(True, True))
-        estimates.append(torch.stack([
-            pipeline.scheduler.step(target[None], int(t), noisy[None]).pred_original_sample[0]
-            for target, t, noisy in zip(encoded.target, encoded.timesteps, encoded.noisy_latents)]))
-    assert not torch.allclose(estimates[0], encoded.noisy_latents, atol=1e-2)
-    assert torch.allclose(estimates[0], estimates[1], atol=1e-3)
+    pipeline = build_random_pipeline("tiny", seed=0)
+    pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config, prediction_type=prediction_type)
+    pipeline.scheduler.set_timesteps(1000)
+    batch = default_collate([photo_pairs[index] for index in range(2)])
+    randomness = draw_randomness(micro_batch_generator(0, 0, 0, 0), 2, 8, 1000, 0.0, 0.0)
+    encoded = encode_batch(pipeline, batch, randomness)
+    with torch.no_grad():
+        clean = pipeline.encode_latents(batch["source"], randomness.vae_noise[0])  # (B, 4, h, w)
+    estimates = torch.stack([pipeline.scheduler.step(target[None], int(t), noisy[None]).pred_original_sample[0]
+                             for target, t, noisy in zip(encoded.target, encoded.timesteps, encoded.noisy_latents)])
+    assert not torch.allclose(encoded.noisy_latents, clean, atol=1e-2)
+    torch.testing.assert_close(estimates, clean, atol=1e-3, rtol=0)
+
+
+def test_zeroed_depth_rows_feed_the_depth_model_zeros(photo_pairs, tiny_pipeline):
+    batch = default_collate([photo_pairs[index] for index in range(2)])
+    randomness = draw_randomness(micro_batch_generator(0, 0, 0, 0), 2, 8, 1000, 0.0, 0.0)
+    randomness.zero_depth = torch.tensor([False, True])
+    inputs = []
+    hook = tiny_pipeline.depth_estimator.register_forward_pre_hook(
+        lambda _, args, kwargs: inputs.append(kwargs.get("pixel_values", args[0] if args else None)), with_kwargs=True)
+    try:
+        encoded = encode_batch(tiny_pipeline, batch, randomness)
+    finally:
+        hook.remove()
+    [pixel_values] = inputs  # (2, 3, d, d)
+    assert torch.count_nonzero(pixel_values[1]) == 0
+    assert torch.count_nonzero(pixel_values[0]) > 0
+    assert not torch.equal(encoded.depth[0], encoded.depth[1])
 
 
 def test_an_unsupported_prediction_type_is_a_user_error():

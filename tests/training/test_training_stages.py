@@ -12,7 +12,7 @@ from skimage import data
 from mimicbrush_cli.data import PrepareConfig, prepare
 from mimicbrush_cli.data.camera_motion import camera_motion_frames, write_camera_motion_videos
 from mimicbrush_cli.loading import load_pipeline_folder
-from mimicbrush_cli.models.build import build_random_pipeline
+from mimicbrush_cli.loading import build_random_pipeline
 from mimicbrush_cli.errors import MimicBrushError
 from mimicbrush_cli.training import train
 from mimicbrush_cli.training.config import load_train_config

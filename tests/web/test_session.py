@@ -177,10 +177,12 @@ def test_one_edit_at_a_time_on_the_model(photos, tmp_path):
     assert pipeline.most == 1
 
 
-def test_keep_shape_without_depth_model_is_an_error_in_the_session(photos, tmp_path):
+def test_keep_shape_without_depth_model_is_an_error_in_the_session(photos, tiny_pipeline_without_depth, tmp_path):
     source, reference, mask = photos
     with pytest.raises(MimicBrushError, match="--keep-shape needs a depth model"):
-        EditSession(SlowPipeline(), folder=tmp_path).edit(source, reference, mask, EditSettings(keep_shape=True))
+        EditSession(tiny_pipeline_without_depth, folder=tmp_path).edit(source, reference, mask,
+                                                                       EditSettings(steps=1, keep_shape=True))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_command_line_names_only_settings_that_differ_from_the_defaults():
