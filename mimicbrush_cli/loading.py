@@ -66,22 +66,52 @@ def _without_transformers_progress_bars():
             transformers_logging.enable_progress_bar()
 
 
-def _component_folders(folder: Path) -> list[str]:
-    """The components `model_index.json` names (an entry of [library, class]; [null, null] is no component)."""
+def _components(folder: Path) -> dict[str, tuple[str, str]]:
+    """The components `model_index.json` names, as name → (library, class); [null, null] is no component."""
     import json
 
     try:
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise MimicBrushError(f"cannot read {folder / 'model_index.json'}: {first_line(error)}") from error
-    return [name for name, entry in index.items() if not name.startswith("_") and isinstance(entry, list)
-            and len(entry) == 2 and entry[1] is not None]
+    return {name: tuple(entry) for name, entry in index.items() if not name.startswith("_") and isinstance(entry, list)
+            and len(entry) == 2 and entry[1] is not None}
+
+
+def _key_problems(missing, unexpected) -> list[str]:
+    return [f"{word} {min(keys)}" + (f" (+{len(keys) - 1} more)" if len(keys) > 1 else "")
+            for word, keys in (("missing", set(missing)), ("unexpected", set(unexpected))) if keys]
+
+
+def _load_transformers_models(folder: Path, components: dict[str, tuple[str, str]]) -> dict:
+    """The transformers models of a folder, loaded with their loading report: a file that does not hold a
+    model's weights would otherwise load as random weights with a warning. transformers maps the keys it
+    renames on load, so its report (not the file's keys) is the test."""
+    import transformers
+
+    loaded = {}
+    for name, (library, class_name) in components.items():
+        model_class = getattr(transformers, class_name, None) if library == "transformers" else None
+        if model_class is None or not issubclass(model_class, transformers.PreTrainedModel):
+            continue
+        try:
+            model, info = model_class.from_pretrained(folder / name, local_files_only=True, output_loading_info=True)
+        except (OSError, ValueError, KeyError) as error:
+            raise MimicBrushError(f"cannot load model folder {folder}: {name}: {first_line(error)}") from error
+        mismatched = [key for key, *_ in info.get("mismatched_keys", [])]
+        problems = _key_problems(info.get("missing_keys", []), info.get("unexpected_keys", []))
+        problems += [f"wrong shape {min(mismatched)}"] if mismatched else []
+        if problems:
+            raise MimicBrushError(f"cannot load model folder {folder}: {folder / name} does not hold the {name} weights "
+                                  f"({'; '.join(problems)})")
+        loaded[name] = model
+    return loaded
 
 
 def _check_weights_files(pipeline, folder: Path) -> None:
     """Each diffusers model's safetensors must hold exactly its weights: diffusers leaves a weight missing from the
-    file on the meta device, and moving the model then fails far from the cause. (transformers models are not
-    checked here: transformers renames some keys on load, so their files need not match their state dicts.)"""
+    file on the meta device, and moving the model then fails far from the cause. (transformers models are checked
+    as they load, by `_load_transformers_models`.)"""
     from diffusers import ModelMixin
     from safetensors import safe_open
 
@@ -94,8 +124,7 @@ def _check_weights_files(pipeline, folder: Path) -> None:
             with safe_open(path, "pt") as weights:
                 stored.update(weights.keys())
         expected = set(component.state_dict())
-        problems = [f"{word} {min(keys)}" + (f" (+{len(keys) - 1} more)" if len(keys) > 1 else "")
-                    for word, keys in (("missing", expected - stored), ("unexpected", stored - expected)) if keys]
+        problems = _key_problems(expected - stored, stored - expected)
         if problems:
             where = files[0] if len(files) == 1 else folder / name
             raise MimicBrushError(f"cannot load model folder {folder}: {where} does not hold the {name} weights "
@@ -139,13 +168,15 @@ def load_pipeline_folder(folder: Path):
     if not folder.is_dir():
         raise MimicBrushError(f"weights folder not found: {folder}")
     if (folder / "model_index.json").is_file():
-        for name in _component_folders(folder):
+        components = _components(folder)
+        for name in components:
             if not (folder / name).is_dir():  # diffusers would name the root's config.json
                 raise MimicBrushError(f"cannot load model folder {folder}: it has no {name}/ folder "
                                       f"(model_index.json lists a {name} component)")
         try:
             with _without_transformers_progress_bars():  # a local load takes a second: no bar on the terminal
-                pipeline = MimicBrushPipeline.from_pretrained(folder, local_files_only=True)
+                checked = _load_transformers_models(folder, components)
+                pipeline = MimicBrushPipeline.from_pretrained(folder, local_files_only=True, **checked)
         except (OSError, ValueError, KeyError) as error:
             raise MimicBrushError(f"cannot load model folder {folder}: {first_line(error)}") from error
         _check_weights_files(pipeline, folder)

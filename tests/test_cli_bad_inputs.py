@@ -95,6 +95,22 @@ def test_weights_file_with_wrong_keys_names_the_file_and_the_keys(photo_files, m
                     f"(missing {key}; unexpected renamed)")
 
 
+@pytest.mark.parametrize("component", ["image_encoder", "depth_estimator"])
+def test_transformers_weights_file_with_wrong_keys_names_the_file_and_the_key(photo_files, model_copy, component):
+    # transformers would load such a file as random weights with a warning, and the edit would run.
+    path = model_copy / component / "model.safetensors"
+    state = load_file(path)
+    key = sorted(state)[0]
+    state["renamed"] = state.pop(key)
+    save_file(state, path, metadata={"format": "pt"})
+    line = one_error_line("edit", photo_files["source"], photo_files["reference"], photo_files["mask"],
+                          "-o", photo_files["source"].parent / "out.png", "--weights", model_copy, "--device", "cpu")
+    assert line.startswith(f"error: cannot load model folder {model_copy}: {model_copy / component} does not hold "
+                           f"the {component} weights (missing "), line
+    assert "unexpected renamed" in line
+    assert not (photo_files["source"].parent / "out.png").exists()
+
+
 def test_model_folder_without_vae_names_the_vae_folder(photo_files, model_copy):
     shutil.rmtree(model_copy / "vae")
     line = one_error_line("edit", photo_files["source"], photo_files["reference"], photo_files["mask"],
