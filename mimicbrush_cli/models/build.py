@@ -91,9 +91,22 @@ MODEL_SIZES: dict[str, ModelSize] = {
                        "num_attention_heads": 4, "image_size": 28, "projection_dim": 32},
         depth="tiny", depth_guider={"block_channels": (8, 8, 16, 16)}, depth_input_size=28),
     "demo": ModelSize(
-        # f = 4 latents (32 × 32 at 128 px): an f = 8 VAE this small cannot pass ~18 dB on held-out frames.
-        # Attention (and so reference attention) only at 16 × 16 and below: at 32 × 32 it costs ~15× a step.
+        # The bundled model (mimicbrush_cli/assets/demo_model): f = 8 latents, 16 × 16 at 128 px.
         name="demo", resolution=128,
+        unet={**_SD15_UNET, "sample_size": 16, "layers_per_block": 1, "block_out_channels": (64, 128, 128),
+              "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+              "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+              "cross_attention_dim": 128, "attention_head_dim": 4, "norm_num_groups": 32},
+        vae={**_SD_VAE, "block_out_channels": (16, 32, 64, 64), "layers_per_block": 1, "norm_num_groups": 16,
+             "sample_size": 128},
+        image_encoder={**_VIT_H14, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4,
+                       "num_attention_heads": 4, "image_size": 112, "projection_dim": 128},
+        depth="none"),
+    "demo-f4": ModelSize(
+        # The demo recipe's next architecture (configs/demo_vae.yaml): f = 4 latents, 32 × 32 at 128 px, since
+        # the f = 8 VAE above reconstructs held-out frames at only ~18 dB. Attention (and so reference attention)
+        # only at 16 × 16 and below: at 32 × 32 it costs ~15× a training step on a CPU.
+        name="demo-f4", resolution=128,
         unet={**_SD15_UNET, "sample_size": 32, "layers_per_block": 1, "block_out_channels": (64, 128, 128),
               "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
               "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
