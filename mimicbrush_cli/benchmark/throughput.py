@@ -1,50 +1,93 @@
 """Data and training throughput for `mimicbrush benchmark speed`, measured on inputs made on the spot.
 
 - `prepare`: camera-motion videos of scikit-image's photos (real photos, virtual camera; see
-  `data/camera_motion.py`) go through `prepare` with plain PyAV decoding of the same videos timed
-  alongside, so the cost of SSIM scoring and writing is seen against the decode itself.
+  `data/camera_motion.py`) go through `prepare` (one worker), each run followed by plain PyAV decoding
+  of the same videos, repeated, so that load that comes and goes touches both alike. Two ratios: wall
+  time (the worker's decode threads and its read-ahead thread use every core they find) and CPU time
+  (frames per CPU-second: what one core per worker would give).
 - training: the tiny model trains a few steps on the pairs just prepared (`mimicbrush train`'s loop).
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 from PIL import Image
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
 
 
+class Spread(NamedTuple):
+    """Median and range of one figure over the repeats."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values) -> Spread:
+        return cls(float(np.median(values)), float(np.min(values)), float(np.max(values)))
+
+    def format(self, digits: int = 0) -> str:
+        return f"{self.median:,.{digits}f} ({self.low:,.{digits}f}–{self.high:,.{digits}f})"
+
+
 @dataclass(frozen=True)
 class Throughput:
     videos: int
-    prepare_frames_per_s: float       # frames decoded per second of the whole prepare run
-    prepare_pairs_per_s: float
-    raw_decode_frames_per_s: float    # plain PyAV decoding of the same videos
-    stage_seconds: dict[str, float]   # decode / ssim / write inside prepare
+    frames: int                         # decoded per prepare run (and per plain-decode run)
+    repeats: int
+    prepare_frames_per_s: Spread        # frames decoded per second of the whole prepare run
+    prepare_pairs_per_s: Spread
+    raw_decode_frames_per_s: Spread     # plain PyAV decoding of the same videos
+    wall_ratio: Spread                  # prepare frames/s over plain decode frames/s, per repeat
+    cpu_ratio: Spread                   # the same in frames per CPU-second of the process (all its threads)
+    stage_seconds: dict[str, float]     # decode / ssim / write inside prepare (medians; decode overlaps the rest)
+    load_average: tuple[float, float]   # 1-minute load average before and after the prepare runs
+    cores: int
     training_steps_per_s: float
     training_batch_size: int
     training_resolution: int
 
     def to_markdown(self) -> str:
-        stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.stage_seconds.items())
+        stages = " / ".join(f"{seconds:.3f}" for seconds in self.stage_seconds.values())
         return "\n".join([
+            f"`prepare` (1 worker) and plain PyAV decode of the same {self.videos} camera-motion videos "
+            f"({self.frames} frames), run in turn {self.repeats} times: median (min–max); load average "
+            f"{self.load_average[0]:.2f} → {self.load_average[1]:.2f} on {self.cores} cores.",
+            "",
             "| what | figure |", "|---|---|",
-            f"| `prepare`, {self.videos} camera-motion videos | {self.prepare_frames_per_s:.0f} frames/s, "
-            f"{self.prepare_pairs_per_s:.1f} pairs/s ({stages}) |",
-            f"| plain PyAV decode, same videos | {self.raw_decode_frames_per_s:.0f} frames/s |",
+            f"| `prepare` | {self.prepare_frames_per_s.format()} frames/s, "
+            f"{self.prepare_pairs_per_s.format(1)} pairs/s |",
+            f"| plain PyAV decode, same videos | {self.raw_decode_frames_per_s.format()} frames/s |",
+            f"| `prepare` / plain decode, wall time | **{self.wall_ratio.format(2)}** |",
+            f"| `prepare` / plain decode, frames per CPU-second (one core per worker) | "
+            f"**{self.cpu_ratio.format(2)}** |",
+            f"| inside `prepare`: {' / '.join(self.stage_seconds)} (s, busy; decode runs beside the rest) | "
+            f"{stages} |",
             f"| training, tiny model, {self.training_resolution} px, batch {self.training_batch_size} | "
             f"{self.training_steps_per_s:.2f} steps/s |"])
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of the process, FFmpeg's too
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure_throughput(workdir: Path | None = None, frames_per_video: int = 48, training_steps: int = 10,
-                       training_batch_size: int = 4) -> Throughput:
+                       training_batch_size: int = 4, repeats: int = 5) -> Throughput:
     from skimage import data
 
     from ..data import PrepareConfig, TrainingDataConfig, prepare
     from ..data.camera_motion import write_camera_motion_videos
+    from ..data.video import decode_throughput
     from ..training import load_train_config, train
 
     with tempfile.TemporaryDirectory(dir=workdir) as folder:
@@ -56,16 +99,37 @@ def measure_throughput(workdir: Path | None = None, frames_per_video: int = 48, 
             Image.fromarray(getattr(data, name)()[..., :3]).save(path)
             photos.append(path)
         videos = write_camera_motion_videos(photos, root / "videos", num_frames=frames_per_video)
-        summary = prepare(root / "prepared", PrepareConfig(sample_fps=6.0, min_gap_s=0.5, max_gap_s=4.0,
-                                                           ssim_min=0.3, ssim_max=0.9, frame_max_side=384),
-                          videos=root / "videos", measure_decode=True)
+        config = PrepareConfig(sample_fps=6.0, min_gap_s=0.5, max_gap_s=4.0, ssim_min=0.3, ssim_max=0.9,
+                               frame_max_side=384)
+        prepare(root / "warm-up", config, videos=root / "videos")  # first calls load codecs and libraries
+        load_before = os.getloadavg()[0]
+        runs = []
+        for index in range(repeats):
+            cpu_start = _cpu_seconds()
+            summary = prepare(root / f"prepared-{index}", config, videos=root / "videos")
+            cpu_prepare = _cpu_seconds() - cpu_start
+            wall_start, cpu_start = time.perf_counter(), _cpu_seconds()
+            raw_frames = sum(decode_throughput(video)[0] for video in videos)
+            wall_raw, cpu_raw = time.perf_counter() - wall_start, _cpu_seconds() - cpu_start
+            runs.append({"prepare": summary.frames_per_s, "pairs": summary.pairs_per_s, "raw": raw_frames / wall_raw,
+                         "cpu_ratio": (summary.run_decoded_frames / cpu_prepare) / (raw_frames / cpu_raw),
+                         **{f"stage {name}": seconds for name, seconds in summary.run_stage_s.items()}})
+        load_after = os.getloadavg()[0]
         config = load_train_config({
             "model": {"init": "random", "size": "tiny"}, "steps": training_steps, "batch_size": training_batch_size,
             "checkpoint_every": 0, "validation": {"every": 0}, "output_dir": str(root / "train")})
-        data_config = TrainingDataConfig(shard_dirs=(root / "prepared",), resolution=64)
+        data_config = TrainingDataConfig(shard_dirs=(root / "prepared-0",), resolution=64)
         config = replace(config, data=data_config)
         result = train(config, show_progress=False)
+
+    def spread(key: str) -> Spread:
+        return Spread.of([run[key] for run in runs])
+
     return Throughput(
-        videos=len(videos), prepare_frames_per_s=summary.frames_per_s, prepare_pairs_per_s=summary.pairs_per_s,
-        raw_decode_frames_per_s=summary.raw_decode_fps, stage_seconds=dict(summary.run_stage_s),
+        videos=len(videos), frames=summary.run_decoded_frames, repeats=repeats,
+        prepare_frames_per_s=spread("prepare"), prepare_pairs_per_s=spread("pairs"),
+        raw_decode_frames_per_s=spread("raw"), wall_ratio=Spread.of([run["prepare"] / run["raw"] for run in runs]),
+        cpu_ratio=spread("cpu_ratio"),
+        stage_seconds={name: spread(f"stage {name}").median for name in ("decode", "ssim", "write")},
+        load_average=(load_before, load_after), cores=os.cpu_count() or 1,
         training_steps_per_s=result.steps_per_second, training_batch_size=training_batch_size, training_resolution=64)

@@ -68,7 +68,8 @@ def speed_command(
                                             "(a quick check that everything runs).")] = "released",
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Also write the tables as markdown here.")] = None,
     throughput: Annotated[bool, typer.Option("--throughput/--no-throughput", help="Also measure `prepare` against "
-                                             "plain decoding, and training steps/s of the tiny model.")] = True,
+                                             "plain decoding (in turn, repeated: median and range), and training "
+                                             "steps/s of the tiny model.")] = True,
 ) -> None:
     """Time the released schedule and ours on the full-size architecture with random weights (no download),
     each option alone, each configuration in a fresh process; check that the outputs match."""

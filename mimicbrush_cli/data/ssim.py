@@ -1,16 +1,20 @@
-"""SSIM between candidate frames: a batched torch implementation that matches scikit-image.
+"""SSIM between candidate frames, batched, matching scikit-image.
 
 Pair selection scores hundreds of frame pairs per video, so SSIM runs on small grayscale copies of
-the frames (the structural change that makes a pair useful is visible at 64-128 px) and on whole
-batches of pairs at once. The formula is scikit-image's default `structural_similarity`: a 7x7
-uniform window, sample covariance, K1=0.01, K2=0.03, mean over the window-valid interior, so the
-two implementations agree to float precision (tests pin it). `ssim_pairs_skimage` is the reference
-and the fallback; the torch path is the faster of the two on CPU (see `benchmark_ssim`).
+the frames (the structural change that makes a pair useful is visible at 64-128 px). The formula is
+scikit-image's default `structural_similarity`: a 7x7 uniform window, sample covariance, K1=0.01,
+K2=0.03, mean over the window-valid interior; tests pin the agreement. `ssim_pairs_skimage` is the
+reference, one call per pair.
+
+The default (`ssim_pairs_opencv`) does per pair only what depends on the pair: each frame's local
+means and variances are computed once and shared by every pair it is in, and a frame's pairs are
+scored together against it, so a pair costs one product image, one box filter and the formula.
+The frames `to_ssim_gray` makes are whole numbers, so the product of the frames centred on 128 is
+exact in int16 and its window sums exact in OpenCV's integer accumulator.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Literal
 
 import cv2
@@ -45,17 +49,6 @@ def _box_torch(images: torch.Tensor) -> torch.Tensor:
     w = WINDOW
     window_sum = table[:, w:, w:] - table[:, :-w, w:] - table[:, w:, :-w] + table[:, :-w, :-w]
     return (window_sum / (w * w)).float()
-
-
-def _box_opencv(images: np.ndarray) -> np.ndarray:
-    """Mean over every valid 7x7 window of (B, h, w) float32, one cv2.blur over the stacked batch.
-
-    Stacking the batch into one tall image is exact for the valid interior: a valid window never
-    crosses from one image into the next."""
-    count, height, width = images.shape
-    blurred = cv2.blur(images.reshape(count * height, width), (WINDOW, WINDOW)).reshape(count, height, width)
-    half = WINDOW // 2
-    return blurred[:, half:height - half, half:width - half]
 
 
 def _ssim_batch(first, second, mean, variance, box):
@@ -96,12 +89,55 @@ def ssim_pairs_torch(frames: np.ndarray, pairs: np.ndarray, batch_size: int = 25
         return _ssim_pairs_vectorised(stack, index, _box_torch, batch_size)
 
 
-def ssim_pairs_opencv(frames: np.ndarray, pairs: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """The same scores, vectorised in numpy with OpenCV's SIMD box filter."""
+def _window_sums(images: np.ndarray) -> np.ndarray:
+    """Sum over the 7x7 window around every pixel of (B, h, w), as float32, one OpenCV box filter over
+    the stacked batch (a window-valid pixel's window never crosses into the next image)."""
+    count, height, width = images.shape
+    sums = cv2.boxFilter(images.reshape(count * height, width), cv2.CV_32F, (WINDOW, WINDOW), normalize=False)
+    return sums.reshape(count, height, width)
+
+
+def ssim_pairs_opencv(frames: np.ndarray, pairs: np.ndarray, block_pixels: int = 1 << 18) -> np.ndarray:
+    """The same scores, from per-frame moments and one product image per pair (see the module note).
+
+    `block_pixels` bounds the pixels of the pairs scored at once (their temporaries stay in cache)."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    scores = np.zeros(len(pairs), np.float64)
     if len(pairs) == 0:
-        return np.zeros(0, np.float64)
-    stack = np.ascontiguousarray(frames, dtype=np.float32)
-    return _ssim_pairs_vectorised(stack, np.asarray(pairs, dtype=np.int64), _box_opencv, batch_size)
+        return scores
+    frames = np.asarray(frames, dtype=np.float32)
+    count, height, width = frames.shape
+    n = WINDOW * WINDOW
+    covariance_norm = n / (n - 1)  # scikit-image's use_sample_covariance=True
+    c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
+    # Centred on 128, whole-number frames multiply exactly in int16; other frames stay float32.
+    whole = bool(np.all((frames >= 0) & (frames <= 255) & (frames == np.round(frames))))
+    centred = (frames - 128).astype(np.int16 if whole else np.float32)
+    local_mean = _window_sums(centred) / n  # of the centred frame: smaller, so less cancellation below
+    mean = local_mean + 128
+    variance = covariance_norm * (_window_sums(centred.astype(np.float32) ** 2) / n - local_mean ** 2)
+    # SSIM = (2 mu_x mu_y + c1)(2 cov + c2) / ((mu_x^2 + c1/2 + mu_y^2 + c1/2)(var_x + c2/2 + var_y + c2/2))
+    luminance_half, contrast_half = mean ** 2 + c1 / 2, variance + c2 / 2
+    twice_mean, twice_normed_mean = 2 * mean, 2 * covariance_norm * local_mean
+    half = WINDOW // 2
+    step = max(1, block_pixels // (height * width))
+    first = pairs[:, 0]
+    group_starts = np.flatnonzero(np.r_[True, first[1:] != first[:-1]])
+    for group_start, group_end in zip(group_starts, np.r_[group_starts[1:], len(pairs)]):
+        i = first[group_start]
+        for start in range(group_start, group_end, step):
+            stop = min(start + step, group_end)
+            others = pairs[start:stop, 1]
+            if len(others) > 1 and np.all(np.diff(others) == 1):
+                others = slice(others[0], others[-1] + 1)  # a view: no copies of the per-frame moments
+            ssim = _window_sums(centred[others] * centred[i])  # (B, h, w)
+            ssim *= np.float32(2 * covariance_norm / n)
+            ssim -= local_mean[others] * twice_normed_mean[i]
+            ssim += np.float32(c2)  # 2 cov + c2
+            ssim *= mean[others] * twice_mean[i] + np.float32(c1)
+            ssim /= (luminance_half[others] + luminance_half[i]) * (contrast_half[others] + contrast_half[i])
+            scores[start:stop] = ssim[:, half:height - half, half:width - half].mean(axis=(1, 2), dtype=np.float64)
+    return scores
 
 
 def ssim_pairs_skimage(frames: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -118,18 +154,3 @@ BACKENDS = {"opencv": ssim_pairs_opencv, "torch": ssim_pairs_torch, "skimage": s
 def ssim_pairs(frames: np.ndarray, pairs: np.ndarray, backend: SsimBackend = "opencv") -> np.ndarray:
     return BACKENDS[backend](frames, pairs)
 
-
-def benchmark_ssim(num_frames: int = 48, side: int = 96, repeats: int = 3, seed: int = 0) -> dict[str, float]:
-    """Seconds per pair of each backend on all pairs of `num_frames` random frames (for the note)."""
-    rng = np.random.default_rng(seed)
-    frames = rng.uniform(0, 255, (num_frames, side * 3 // 4, side)).astype(np.float32)
-    pairs = np.array([(i, j) for i in range(num_frames) for j in range(i + 1, num_frames)])
-    timings = {}
-    for backend in BACKENDS:
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            ssim_pairs(frames, pairs, backend)  # type: ignore[arg-type]
-            best = min(best, time.perf_counter() - start)
-        timings[backend] = best / len(pairs)
-    return timings

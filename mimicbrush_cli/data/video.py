@@ -17,6 +17,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from ..errors import first_line
 
@@ -93,6 +94,7 @@ def _decode(container, sample_fps: float, max_frames: int, max_side: int, seek_g
     next_time = 0.0
     previous_time = -1.0
     frame_iter = container.decode(stream)
+    reformatter = VideoReformatter()  # one for the video: FFmpeg keeps its scaler set up between frames
     while len(frames) < max_frames:
         try:
             frame = next(frame_iter)
@@ -111,7 +113,7 @@ def _decode(container, sample_fps: float, max_frames: int, max_side: int, seek_g
             continue
         rotation = int(getattr(frame, "rotation", 0) or 0)
         pixel_format = frame.format.name
-        frames.append(upright(_to_rgb(frame, max_side), rotation))
+        frames.append(upright(_to_rgb(reformatter, frame, max_side), rotation))
         times.append(time)
         next_time = time + step
         if next_time - time > seek_gap_s and stream.time_base:
@@ -122,14 +124,15 @@ def _decode(container, sample_fps: float, max_frames: int, max_side: int, seek_g
     return CandidateFrames(np.stack(frames), np.asarray(times), decoded, rotation, pixel_format)
 
 
-def _to_rgb(frame, max_side: int) -> np.ndarray:
+def _to_rgb(reformatter: VideoReformatter, frame, max_side: int) -> np.ndarray:
     # reformat handles gray, 10-bit and every other native format by converting to 8-bit RGB.
     width, height = frame.width, frame.height
     scale = max_side / max(width, height) if max_side else 1.0
     if scale < 1:
         width, height = max(2, round(width * scale)), max(2, round(height * scale))
-        return frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
-    return frame.to_ndarray(format="rgb24")
+        return reformatter.reformat(frame, width=width, height=height, format="rgb24",
+                                    interpolation="AREA").to_ndarray()
+    return reformatter.reformat(frame, format="rgb24").to_ndarray()
 
 
 def _duration_s(container, stream) -> float:

@@ -5,6 +5,9 @@ queued chunks and writing shards), and on an exception its exit waits for runnin
 Here a worker gets SIGTERM as soon as its parent dies, however it died (`kill -9` too), and the parent
 stops its workers itself when it is interrupted, terminated or fails. SIGTERM unwinds a worker like
 an exception, so it deletes the temporary file it was writing before it exits.
+
+Within a worker, `read_ahead` decodes the next input in a thread while the current one is scored
+and written: FFmpeg, OpenCV and Pillow release the GIL while they work.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,6 +43,23 @@ def run_in_workers(function: Callable[..., Any], calls: list[tuple], workers: in
         raise
     finally:
         pool.shutdown()
+
+
+def read_ahead(function: Callable[[Any], Any], items: Iterable[Any], ahead: int = 1) -> Iterator[Future]:
+    """Futures of `function(item)` for the items in order, computed in one background thread that runs
+    `ahead` items ahead of the caller. Stopping early cancels what has not started and does not wait for
+    what has."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
+    pending: deque[Future] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) > ahead:
+                yield pending.popleft()
+        while pending:
+            yield pending.popleft()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _raise_system_exit(signum: int, frame: Any) -> None:

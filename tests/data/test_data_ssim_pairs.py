@@ -1,10 +1,16 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from skimage import data
 from skimage.metrics import structural_similarity
 
+from mimicbrush_cli.data.camera_motion import camera_motion_frames, encode_video
 from mimicbrush_cli.data.pairs import candidate_pairs, select_pairs
 from mimicbrush_cli.data.ssim import ssim_pairs_opencv, ssim_pairs_skimage, ssim_pairs_torch, to_ssim_gray
+from mimicbrush_cli.data.video import decode_candidates
+
+OPENCV_DOC_VIDEO = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")  # Debian's opencv-doc, if installed
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +31,31 @@ def test_vectorised_ssim_agrees_with_scikit_image_on_different_photos():
     gray = np.stack([to_ssim_gray(photo[:300, :400], 96) for photo in photos])
     pairs = np.array([(i, j) for i in range(4) for j in range(4)])
     np.testing.assert_allclose(ssim_pairs_opencv(gray, pairs), ssim_pairs_skimage(gray, pairs), atol=1e-5)
+
+
+@pytest.fixture(scope="module", params=["camera-motion", "opencv-doc"])
+def decoded_video(request, tmp_path_factory):
+    """A real video decoded as `prepare` decodes it: H.264 of a camera over a real photo, or an opencv-doc clip."""
+    if request.param == "opencv-doc":
+        if not OPENCV_DOC_VIDEO.is_file():
+            pytest.skip("Debian's opencv-doc videos are not installed")
+        return decode_candidates(OPENCV_DOC_VIDEO, sample_fps=2.0, max_frames=20)
+    path = tmp_path_factory.mktemp("camera") / "coffee.mp4"
+    encode_video(camera_motion_frames(data.coffee(), num_frames=36, size=(320, 240), seed=0), path)
+    return decode_candidates(path, sample_fps=6.0, max_frames=18)
+
+
+def test_fast_ssim_agrees_with_scikit_image_on_decoded_video_frames_and_picks_the_same_pairs(decoded_video):
+    gray = np.stack([to_ssim_gray(frame, 96) for frame in decoded_video.frames])
+    pairs = np.array([(i, j) for i in range(len(gray)) for j in range(len(gray)) if i != j])
+    expected = [structural_similarity(gray[i], gray[j], data_range=255) for i, j in pairs]
+    assert np.ptp(expected) > 0.3  # pairs from near-copies to different views, not one kind
+    np.testing.assert_allclose(ssim_pairs_opencv(gray, pairs), expected, rtol=0, atol=1e-5)
+    window = dict(ssim_min=0.3, ssim_max=0.7, min_gap_s=0.4, max_gap_s=0, max_pairs=6, ssim_side=96)
+    fast = select_pairs(decoded_video.frames, decoded_video.times, backend="opencv", **window)
+    reference = select_pairs(decoded_video.frames, decoded_video.times, backend="skimage", **window)
+    assert len(reference.pairs) > 0
+    np.testing.assert_array_equal(fast.pairs, reference.pairs)
 
 
 def test_candidate_pairs_respect_min_and_max_gap():
