@@ -76,6 +76,11 @@ class ModelSize:
         return int(self.image_encoder["image_size"])
 
 
+_DEMO_IMAGE_ENCODER = {**_VIT_H14, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4,
+                       "num_attention_heads": 4, "image_size": 112, "projection_dim": 128}
+_DEMO_UNET = {**_SD15_UNET, "layers_per_block": 1, "block_out_channels": (64, 128, 128), "cross_attention_dim": 128,
+              "attention_head_dim": 4, "norm_num_groups": 32}
+
 MODEL_SIZES: dict[str, ModelSize] = {
     "released": ModelSize(name="released", resolution=512, unet=_SD15_UNET, vae=_SD_VAE, image_encoder=_VIT_H14,
                           depth="vitb14"),
@@ -93,29 +98,25 @@ MODEL_SIZES: dict[str, ModelSize] = {
     "demo": ModelSize(
         # The bundled model (mimicbrush_cli/assets/demo_model): f = 8 latents, 16 × 16 at 128 px.
         name="demo", resolution=128,
-        unet={**_SD15_UNET, "sample_size": 16, "layers_per_block": 1, "block_out_channels": (64, 128, 128),
+        unet={**_DEMO_UNET, "sample_size": 16,
               "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-              "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-              "cross_attention_dim": 128, "attention_head_dim": 4, "norm_num_groups": 32},
+              "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D")},
         vae={**_SD_VAE, "block_out_channels": (16, 32, 64, 64), "layers_per_block": 1, "norm_num_groups": 16,
              "sample_size": 128},
-        image_encoder={**_VIT_H14, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4,
-                       "num_attention_heads": 4, "image_size": 112, "projection_dim": 128},
+        image_encoder=_DEMO_IMAGE_ENCODER,
         depth="none"),
     "demo-f4": ModelSize(
         # The demo recipe's next architecture (configs/demo_vae.yaml): f = 4 latents, 32 × 32 at 128 px, since
         # the f = 8 VAE above reconstructs held-out frames at only ~18 dB. Attention (and so reference attention)
         # only at 16 × 16 and below: at 32 × 32 it costs ~15× a training step on a CPU.
         name="demo-f4", resolution=128,
-        unet={**_SD15_UNET, "sample_size": 32, "layers_per_block": 1, "block_out_channels": (64, 128, 128),
+        unet={**_DEMO_UNET, "sample_size": 32,
               "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-              "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-              "cross_attention_dim": 128, "attention_head_dim": 4, "norm_num_groups": 32},
+              "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")},
         vae={**_SD_VAE, "block_out_channels": (32, 64, 64), "layers_per_block": 1, "norm_num_groups": 16,
              "sample_size": 128, "mid_block_add_attention": False,
              "down_block_types": ("DownEncoderBlock2D",) * 3, "up_block_types": ("UpDecoderBlock2D",) * 3},
-        image_encoder={**_VIT_H14, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4,
-                       "num_attention_heads": 4, "image_size": 112, "projection_dim": 128},
+        image_encoder=_DEMO_IMAGE_ENCODER,
         depth="none", depth_guider={"block_channels": (16, 32, 64)}),
 }
 

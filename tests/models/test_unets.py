@@ -33,3 +33,27 @@ def test_aligned_reference_unet_sees_a_clean_latent_as_the_imitative_unet_sees_i
     for name, value in reference.state_dict().items():
         if name != "conv_in.weight":
             assert torch.equal(value, imitative_state[name]), name
+
+
+def test_demo_f4_edits_with_4x_latents_and_reference_attention_at_16_and_below():
+    import numpy as np
+
+    from mimicbrush_cli.loading import build_random_pipeline
+    from mimicbrush_cli.settings import EditSettings
+
+    pipeline = build_random_pipeline("demo-f4")
+    assert pipeline.vae_scale_factor == 4 and pipeline.resolution == 128
+    assert pipeline.bank.num_slots > 0
+    seen = []
+    hooks = [block.attn1.register_forward_hook(lambda module, args, output: seen.append(output.shape[1]))
+             for block in pipeline.imitative_unet.modules() if type(block).__name__ == "BasicTransformerBlock"]
+    source = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    mask = np.zeros(source.shape[:2], bool)
+    mask[20:60, 30:90] = True
+    try:
+        [[edited]] = pipeline(source, source[::-1], mask, EditSettings(steps=2))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert edited.shape == source.shape and np.array_equal(edited[~mask][:10], source[~mask][:10])
+    assert seen and max(seen) == 16 * 16  # no attention over the 32 × 32 latent grid
