@@ -10,6 +10,9 @@ python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
 "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+# The original LPIPS code, for the test that compares ours with it. Without its dependencies: it asks for
+# torchvision, which does not import beside the CPU torch (the test gives it our AlexNet layers instead).
+"$VENV/bin/python" -m pip install --quiet --no-deps "lpips==0.1.4"
 
 if ! command -v chromedriver >/dev/null || ! { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; }; then
     if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo -n); fi

@@ -58,3 +58,41 @@ def test_lpips_offline_says_where_the_alexnet_weights_come_from(tmp_path, monkey
         load_lpips(None, offline=True)
     assert "download.pytorch.org" in str(error.value) and str(tmp_path / "hub" / "checkpoints") in str(error.value)
     assert "Hub is offline" not in str(error.value)
+
+
+def test_lpips_equals_the_original_implementation(monkeypatch):
+    """The LPIPS authors' own code (the `lpips` package, v0.1, AlexNet) and ours give the same distance on
+    real photos with the same weights: the package's published heads, and one random AlexNet trunk.
+
+    The package builds its trunk with torchvision, which does not import beside this CPU torch and whose
+    ImageNet weights are a download: it is handed our AlexNet `features` (torchvision's layer layout)
+    through a stand-in `torchvision.models`. Everything LPIPS adds to the trunk is the original code."""
+    import sys
+    import types
+
+    import numpy as np
+    from skimage import filters
+
+    torch.manual_seed(0)
+    ours = LPIPS()  # random trunk
+    stand_in = types.ModuleType("torchvision")
+    stand_in.models = types.SimpleNamespace(alexnet=lambda pretrained: types.SimpleNamespace(features=ours.features))
+    monkeypatch.setitem(sys.modules, "torchvision", stand_in)
+    for name in [name for name in sys.modules if name == "lpips" or name.startswith("lpips.")]:
+        monkeypatch.delitem(sys.modules, name)
+    import lpips as original_package
+
+    original = original_package.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False).eval()
+    heads = {key: value for key, value in original.state_dict().items() if key.startswith("lin") and "lins." not in key}
+    assert len(heads) == 5
+    ours.load_state_dict(heads, strict=False)
+
+    coffee, chelsea = data.coffee()[:192, :256], data.chelsea()[:192, :256]
+    blurred = (filters.gaussian(coffee, sigma=2, channel_axis=-1) * 255).round().astype(np.uint8)
+    pairs = [(coffee, chelsea), (coffee, blurred), (data.astronaut()[:160, :160], data.astronaut()[8:168, 8:168])]
+    to_tensor = lambda image: torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # noqa: E731
+    with torch.no_grad():
+        expected = [float(original(to_tensor(a), to_tensor(b))) for a, b in pairs]
+    measured = [ours.distance(a, b) for a, b in pairs]
+    assert min(expected) > 0
+    np.testing.assert_allclose(measured, expected, rtol=1e-5)
