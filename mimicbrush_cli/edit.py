@@ -65,7 +65,7 @@ def edit_command_line(source: str, reference: str, mask: str, output: str, setti
     """The `mimicbrush edit` command that repeats an edit: only settings that differ from the defaults."""
     defaults = EditSettings()
     words = ["mimicbrush", "edit", source, reference, mask, "-o", output]
-    for field, option in (("steps", "--steps"), ("guidance", "--guidance"), ("seed", "--seed"),
+    for field, option in (("steps", "--steps"), ("scheduler", "--scheduler"), ("guidance", "--guidance"), ("seed", "--seed"),
                           ("num_samples", "--num-samples"), ("paste_back", "--paste-back"),
                           ("generator_device", "--generator-device")):
         value = getattr(settings, field)

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers import (AutoencoderKL, DDIMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler,
+                       EulerDiscreteScheduler, UNet2DConditionModel, UniPCMultistepScheduler)
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPVisionModelWithProjection
 
 from . import imaging
@@ -29,11 +31,22 @@ from .models.depth import DepthGuider, predict_depth, prepare_depth_input
 from .models.image_encoder import ImageTokenProjection, encode_reference_tokens
 from .models.reference_attention import RELEASED_REFERENCE_RATIO, FeatureBank, attach_reference_attention
 from .models.unets import imitative_unet_input
-from .settings import GENERATOR_DEVICES, MAX_SEED, EditSettings, StepCallback  # noqa: F401 (re-exported)
+from .settings import GENERATOR_DEVICES, MAX_SEED, SCHEDULERS, EditSettings, StepCallback  # noqa: F401 (re-exported)
 
 # "batched": the reference U-Net for the conditional rows only, `reference_steps_per_pass` timesteps
 # per pass; "released": every step at batch 2·E, as the released code runs it (the same output).
 REFERENCE_SCHEDULES = ("batched", "released")
+# `EditSettings.scheduler` -> the diffusers solver and its options; each is built from the model's own
+# scheduler config, so the noise schedule, prediction type and timestep spacing stay the model's.
+SOLVERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
+    "ddim": (DDIMScheduler, {}),
+    "dpmpp-2m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpmpp-2m-karras": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
+                                                      "use_karras_sigmas": True}),
+    "unipc": (UniPCMultistepScheduler, {}),
+    "euler": (EulerDiscreteScheduler, {}),
+}
+assert tuple(SOLVERS) == SCHEDULERS
 KEEP_SHAPE_NEEDS_DEPTH = ("--keep-shape needs a depth model, and this model has none (the bundled demo model is "
                           "trained without depth); use the released weights (--model released or --weights DIR)")
 
@@ -221,6 +234,12 @@ class MimicBrushPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ denoising
 
+    def make_scheduler(self, name: str) -> SchedulerMixin:
+        """A new solver of `SCHEDULERS` from the model's scheduler config: new for every edit, because the
+        multistep solvers keep the previous steps' predictions."""
+        solver, options = SOLVERS[name]
+        return solver.from_config(self.scheduler.config, **options)
+
     def run_reference_unet(self, reference_latents: torch.Tensor, timestep: torch.Tensor,
                            tokens: torch.Tensor) -> None:
         """Fill the feature bank: the reference U-Net on clean reference latents at the same timestep."""
@@ -245,21 +264,25 @@ class MimicBrushPipeline(DiffusionPipeline):
         self.run_reference_unet(encoded.reference_latents.repeat(2, 1, 1, 1), timestep.reshape(1), tokens)
 
     def predict_noise(self, latents: torch.Tensor, timestep: torch.Tensor, encoded: EncodedEdits,
-                      num_samples: int, guidance: float,
-                      reference_rows: torch.Tensor | None = None) -> torch.Tensor:
+                      num_samples: int, guidance: float, reference_rows: torch.Tensor | None = None,
+                      reference_attention: bool = True) -> torch.Tensor:
         """Classifier-free-guided noise prediction for E·S latents (rows grouped by edit).
 
         `reference_rows` (E,) are the bank rows holding each edit's reference features for this step;
-        without them the reference U-Net runs now, for this timestep.
+        without them the reference U-Net runs now, for this timestep. `reference_attention=False`: no row
+        reads the reference (an ablation).
         """
         num_edits = encoded.reference_latents.shape[0]
-        if reference_rows is None:
+        if reference_rows is None and reference_attention:
             self.run_reference_unet(encoded.reference_latents, timestep, encoded.reference_tokens)
             reference_rows = torch.arange(num_edits, device=latents.device)
         repeat = lambda tensor: tensor.repeat_interleave(num_samples, dim=0)  # noqa: E731
         condition = torch.cat([repeat(encoded.mask_latents), repeat(encoded.masked_source_latents),
                                repeat(encoded.depth_latents)], dim=1)  # (E·S, 9, h, w)
-        edit_of_row = reference_rows.to(latents.device).repeat_interleave(num_samples)
+        if reference_attention:
+            edit_of_row = reference_rows.to(latents.device).repeat_interleave(num_samples)
+        else:
+            edit_of_row = torch.full((latents.shape[0],), -1, dtype=torch.long, device=latents.device)
         cond_tokens = repeat(encoded.reference_tokens)
         use_cfg = guidance != 1.0
         if use_cfg:
@@ -270,7 +293,9 @@ class MimicBrushPipeline(DiffusionPipeline):
             reference_index = torch.cat([torch.full_like(edit_of_row, -1), edit_of_row])
         else:
             latents_in, tokens, reference_index = latents, cond_tokens, edit_of_row
-        self.bank.reference_index = reference_index
+        # The unconditional rows come first: the readers slice the conditional rows by a Python int.
+        first_reading_row = latents_in.shape[0] - latents.shape[0] if reference_attention else latents_in.shape[0]
+        self.bank.read_from_row(first_reading_row, reference_index)
         dtype = self.imitative_unet.dtype
         model_input = imitative_unet_input(latents_in, condition[:, :1], condition[:, 1:5], condition[:, 5:9])
         # Guidance in the latents' dtype: fp16 arithmetic when the released code would do it in fp16.
@@ -284,7 +309,8 @@ class MimicBrushPipeline(DiffusionPipeline):
     @torch.no_grad()
     def denoise(self, encoded: EncodedEdits, settings: EditSettings, initial_latents: torch.Tensor,
                 callback: StepCallback | None = None, reference_schedule: str = "batched") -> torch.Tensor:
-        """DDIM from pure noise (strength 1, eta 0), in `latent_dtype`. Returns (E·S, 4, h, w) clean latents.
+        """`settings.scheduler` from pure noise (strength 1; DDIM with eta 0), in `latent_dtype`. Returns
+        (E·S, 4, h, w) clean latents.
 
         `reference_schedule` is one of `REFERENCE_SCHEDULES`; "released" runs one timestep per reference
         pass and has no cache.
@@ -294,16 +320,18 @@ class MimicBrushPipeline(DiffusionPipeline):
         released = reference_schedule == "released"
         if released and settings.reference_cache:
             raise ValueError("the released reference schedule has no reference cache")
+        scheduler = self.make_scheduler(settings.scheduler)
+        step_options = {"eta": 0.0} if isinstance(scheduler, DDIMScheduler) else {}
         latents = initial_latents.to(self.device, self.latent_dtype)
-        self.scheduler.set_timesteps(settings.steps, device=self.device)
-        latents = latents * self.scheduler.init_noise_sigma
-        timesteps = self.scheduler.timesteps
+        scheduler.set_timesteps(settings.steps, device=self.device)
+        latents = latents * scheduler.init_noise_sigma
+        timesteps = scheduler.timesteps  # (steps,), floats for some solvers
         edits = torch.arange(encoded.reference_latents.shape[0], device=self.device)
         per_pass = 1 if released else settings.reference_steps_per_pass
         try:
             for step, timestep in enumerate(timesteps):
                 if not settings.reference_attention:
-                    rows = torch.full_like(edits, -1)  # every row reads nothing: A_self only
+                    rows = None  # every row reads nothing: A_self only
                 elif settings.reference_cache:
                     if step == 0:
                         self.run_reference_pass(encoded, timesteps[:1])
@@ -315,8 +343,11 @@ class MimicBrushPipeline(DiffusionPipeline):
                     if step % per_pass == 0:
                         self.run_reference_pass(encoded, timesteps[step:step + per_pass])
                     rows = (step % per_pass) * len(edits) + edits
-                noise = self.predict_noise(latents, timestep, encoded, settings.num_samples, settings.guidance, rows)
-                latents = self.scheduler.step(noise, timestep, latents, eta=0.0).prev_sample
+                # Only the noisy latents are scaled (Euler divides by sqrt(sigma² + 1)); the conditions are clean.
+                model_latents = scheduler.scale_model_input(latents, timestep)
+                noise = self.predict_noise(model_latents, timestep, encoded, settings.num_samples, settings.guidance,
+                                           rows, settings.reference_attention)
+                latents = scheduler.step(noise, timestep, latents, **step_options).prev_sample
                 if callback is not None:
                     callback(step + 1, len(timesteps))
         finally:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import imaging
 
@@ -15,6 +15,12 @@ MAX_SEED = 2**63 - 1  # torch generators take a 64-bit seed
 
 
 GENERATOR_DEVICES = ("cpu", "device")
+# Denoising solvers (pipeline.py builds each from the model's own scheduler config): DDIM is the released one.
+SCHEDULERS = ("ddim", "dpmpp-2m", "dpmpp-2m-karras", "unipc", "euler")
+
+# `--fast`: fewer steps of a multistep solver, reference features from the first step only. Its speed
+# (`benchmark speed`) and its quality against the exact 50-step edit (`benchmark recon`) are in the README.
+FAST_PRESET = {"scheduler": "dpmpp-2m", "steps": 10, "reference_cache": True}
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,7 @@ class EditSettings:
     """How to run an edit; the defaults are the released ones (50 DDIM steps, guidance 5)."""
 
     steps: int = 50
+    scheduler: str = "ddim"  # SCHEDULERS; DDIM runs with eta 0, as released
     guidance: float = 5.0
     keep_shape: bool = False
     crop: bool = True
@@ -36,8 +43,14 @@ class EditSettings:
     reference_attention: bool = True  # False: the same weights with reference attention off (an ablation);
                                       # the conditional rows keep the reference's CLIP tokens
 
+    def fast(self) -> EditSettings:
+        """These settings with `FAST_PRESET`'s in place of theirs."""
+        return replace(self, **FAST_PRESET)
+
     def __post_init__(self) -> None:
         if self.paste_back not in imaging.PASTE_BACK_KERNELS:
             raise ValueError(f"paste_back must be one of {imaging.PASTE_BACK_KERNELS}, not {self.paste_back!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, not {self.scheduler!r}")
         if self.generator_device not in GENERATOR_DEVICES:
             raise ValueError(f"generator_device must be one of {GENERATOR_DEVICES}, not {self.generator_device!r}")

@@ -164,3 +164,17 @@ def test_output_under_a_file_is_a_one_line_error_before_the_edit(photo_files, tm
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "is a file, not a folder" in lines[0], result.output
+
+
+def test_fast_is_its_preset_of_solver_steps_and_reference_cache(photo_files, tiny_model_dir, tmp_path):
+    from mimicbrush_cli.settings import FAST_PRESET
+
+    common = [photo_files["source"], photo_files["reference"], photo_files["mask"], "--weights", tiny_model_dir]
+    spelled_out = ["--scheduler", FAST_PRESET["scheduler"], "--steps", FAST_PRESET["steps"], "--reference-cache"]
+    for name, options in {"fast": ["--fast"], "spelled": spelled_out, "exact": ["--steps", FAST_PRESET["steps"]]}.items():
+        result = run("edit", *common, "-o", tmp_path / f"{name}.png", *options)
+        assert result.exit_code == 0, result.output
+    images = {name: np.asarray(Image.open(tmp_path / f"{name}.png")) for name in ("fast", "spelled", "exact")}
+    np.testing.assert_array_equal(images["fast"], images["spelled"])
+    assert not np.array_equal(images["fast"], images["exact"])
+    assert run("edit", *common, "--scheduler", "heun").exit_code == 2

@@ -191,3 +191,77 @@ def test_autoencode_changes_only_the_masked_area(tiny_pipeline, photos):
     outside[rows.min() - 12:rows.max() + 12, cols.min() - 12:cols.max() + 12] = False
     np.testing.assert_array_equal(result[outside], source[outside])
     assert not np.array_equal(result[mask], source[mask])
+
+
+# The diffusers solver each scheduler name stands for, built here from the model's config.
+def expected_solver(pipeline, name):
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler
+
+    config = pipeline.scheduler.config
+    return {"ddim": lambda: DDIMScheduler.from_config(config),
+            "dpmpp-2m": lambda: DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++"),
+            "dpmpp-2m-karras": lambda: DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++",
+                                                                               use_karras_sigmas=True),
+            "unipc": lambda: UniPCMultistepScheduler.from_config(config),
+            "euler": lambda: EulerDiscreteScheduler.from_config(config)}[name]()
+
+
+@contextmanager
+def recorded_steps(pipeline):
+    """Per reference U-Net pass its timesteps; per imitative call (its timestep, the bank rows it reads)."""
+    reference, imitative = [], []
+    hooks = [pipeline.reference_unet.register_forward_pre_hook(
+                 lambda _, args: reference.append(args[1].flatten().tolist())),
+             pipeline.imitative_unet.register_forward_pre_hook(
+                 lambda _, args: imitative.append((float(args[1]), pipeline.bank.reference_index.tolist())))]
+    try:
+        yield reference, imitative
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "dpmpp-2m", "dpmpp-2m-karras", "unipc", "euler"])
+def test_each_solver_steps_through_its_own_timesteps_with_4_per_reference_pass(tiny_pipeline, photos, scheduler):
+    solver = expected_solver(tiny_pipeline, scheduler)
+    solver.set_timesteps(6)
+    timesteps = [float(t) for t in solver.timesteps]
+    with recorded_steps(tiny_pipeline) as (reference, imitative):
+        tiny_pipeline(*photos, EditSettings(steps=6, scheduler=scheduler))
+    assert reference == [timesteps[:4], timesteps[4:]]
+    assert imitative == [(t, [-1, step % 4]) for step, t in enumerate(timesteps)]
+
+
+@pytest.mark.parametrize("scheduler", ["dpmpp-2m", "euler"])
+def test_reference_cache_reads_the_first_timestep_features_with_any_solver(tiny_pipeline, photos, scheduler):
+    solver = expected_solver(tiny_pipeline, scheduler)
+    solver.set_timesteps(3)
+    timesteps = [float(t) for t in solver.timesteps]
+    with recorded_steps(tiny_pipeline) as (reference, imitative):
+        tiny_pipeline(*photos, EditSettings(steps=3, scheduler=scheduler, reference_cache=True))
+    assert reference == [timesteps[:1]]
+    assert imitative == [(t, [-1, 0]) for t in timesteps]
+
+
+@pytest.mark.parametrize("scheduler", ["dpmpp-2m", "dpmpp-2m-karras", "unipc", "euler"])
+def test_each_solver_gives_its_own_edit(tiny_pipeline, photos, scheduler):
+    source, reference, mask = photos
+    ddim = tiny_pipeline(*photos, EditSettings(steps=3, seed=7))[0][0]
+    result = tiny_pipeline(*photos, EditSettings(steps=3, seed=7, scheduler=scheduler))[0][0]
+    assert result.shape == source.shape
+    assert not np.array_equal(result[mask], ddim[mask])
+
+
+def test_euler_feeds_the_unet_unit_variance_noise_at_the_first_step(tiny_pipeline, photos):
+    """Euler's latents start at sigma_max·noise; `scale_model_input` brings them back to the U-Net's range."""
+    settings = EditSettings(steps=3, scheduler="euler", crop=False)
+    noise = tiny_pipeline.draw_noise(1, settings)
+    with captured_inputs(tiny_pipeline.imitative_unet) as calls:
+        tiny_pipeline(*photos, settings)
+    first_input = calls[0][0][0]  # (2, 13, h, w)
+    torch.testing.assert_close(first_input[:, :4], noise.initial_latents.expand(2, -1, -1, -1))
+
+
+def test_an_unknown_scheduler_is_refused():
+    with pytest.raises(ValueError, match="scheduler must be one of"):
+        EditSettings(scheduler="heun")

@@ -32,6 +32,7 @@ class PipelineOptions:
     device: str = "auto"
     dtype: str | None = None
     steps: int = EditSettings.steps
+    scheduler: str = EditSettings.scheduler
     guidance: float = EditSettings.guidance
     crop: bool = EditSettings.crop
     reference_cache: bool = EditSettings.reference_cache
@@ -76,8 +77,8 @@ class PipelineEditor:
                  keep_shape: bool, seed: int) -> np.ndarray:
         pipeline = self.pipeline  # it refuses keep_shape without a depth model
         options = self.options
-        settings = EditSettings(steps=options.steps, guidance=options.guidance, keep_shape=keep_shape, crop=options.crop,
-                                seed=seed, num_samples=1, reference_cache=options.reference_cache,
+        settings = EditSettings(steps=options.steps, scheduler=options.scheduler, guidance=options.guidance,
+                                keep_shape=keep_shape, crop=options.crop, seed=seed, num_samples=1, reference_cache=options.reference_cache,
                                 reference_attention=options.reference_attention)
         return pipeline(source, reference, mask, settings)[0][0]
 
@@ -85,10 +86,11 @@ class PipelineEditor:
 def make_pipeline_editor(weights: str | Path | None = None, model: str | None = None, device: str = "auto",
                          dtype: str | None = None, steps: int = PipelineOptions.steps,
                          guidance: float = PipelineOptions.guidance, crop: bool = PipelineOptions.crop,
-                         reference_cache: bool = PipelineOptions.reference_cache) -> PipelineEditor:
+                         reference_cache: bool = PipelineOptions.reference_cache,
+                         scheduler: str = PipelineOptions.scheduler) -> PipelineEditor:
     """The `Editor` for `--weights DIR` or `--model NAME` (as in `mimicbrush edit`), loaded lazily."""
     if weights is not None and model is not None:
         raise MimicBrushError("pass either --weights or --model, not both")
     return PipelineEditor(PipelineOptions(weights=None if weights is None else str(weights), model=model, device=device,
-                                          dtype=dtype, steps=steps, guidance=guidance, crop=crop,
-                                          reference_cache=reference_cache))
+                                          dtype=dtype, steps=steps, scheduler=scheduler, guidance=guidance,
+                                          crop=crop, reference_cache=reference_cache))

@@ -10,16 +10,24 @@ Measured per configuration:
 - the steady per-step cost of a 50-step edit: the fastest imitative step (on a shared machine the
   fastest repeat is the one least disturbed) plus the reference passes a 50-step edit needs,
   spread over its 50 steps (50 for the released schedule, ceil(50 / K) for ours, 1 with the cache);
-- the whole edit with the steps run, and extrapolated to 50 steps;
+- the whole edit with the steps run, and extrapolated to the configuration's step count (50, the
+  released one, except for a preset with fewer steps, such as `--fast`);
+- the first step (torch.compile compiles during it) against the steady step;
 - peak memory: `max_memory_allocated` on CUDA, the process's peak RSS on CPU (weights included);
 - deviation of the generated square (decoded, uint8, before paste-back) from that of our exact default:
-  max absolute difference and PSNR.
+  max absolute difference and PSNR (with the steps run: it says nothing of a solver's quality, which
+  `benchmark recon` measures on a trained model).
+
+Every configuration is measured `repeats` times, the configurations interleaved (round r measures all
+of them before round r + 1), so that a change in the machine's load falls on all of them alike; the
+report gives the median and the range over the repeats, and each ratio is taken within a round.
 """
 
 from __future__ import annotations
 
 import math
 import multiprocessing
+import statistics
 import resource
 import time
 from collections.abc import Callable, Iterator
@@ -48,21 +56,43 @@ class SpeedConfig:
     vae_tiling: bool = False
     size: str = "released"
     exact: bool = True                 # meant to reproduce the default's output (to float rounding)
+    scheduler: str = "ddim"
+    edit_steps: int = RELEASED_STEPS   # the steps of the edit this configuration stands for
+
+    @property
+    def key(self) -> str:
+        """The name's first word: released, ours, reference-cache, dtype, compile, fast, ..."""
+        return self.name.split()[0].strip("-,")
 
 
 RELEASED = SpeedConfig("released schedule (a)", schedule="released")
 OURS = SpeedConfig("ours, default (b)")
 
 
-def speed_configs(device: str) -> list[SpeedConfig]:
-    """The released schedule, our default, and each opt-in option alone."""
+def fast_config() -> SpeedConfig:
+    from ..settings import FAST_PRESET
+
+    return SpeedConfig(f"--fast ({FAST_PRESET['scheduler']}, {FAST_PRESET['steps']} steps, reference cache)",
+                       scheduler=FAST_PRESET["scheduler"], edit_steps=FAST_PRESET["steps"],
+                       reference_cache=FAST_PRESET["reference_cache"], exact=False)
+
+
+def speed_configs(device: str, only: tuple[str, ...] = ()) -> list[SpeedConfig]:
+    """The released schedule, our default, each opt-in option alone, and the `--fast` preset; with `only`
+    (`SpeedConfig.key`s), the first two and those."""
     half = "fp16" if device == "cuda" else "bf16"
-    return [RELEASED, OURS,
-            SpeedConfig("--reference-cache", reference_cache=True, exact=False),
-            SpeedConfig(f"--dtype {half}", dtype=half, exact=False),
-            SpeedConfig("--channels-last", channels_last=True),
-            SpeedConfig("--vae-tiling", vae_tiling=True, exact=False),
-            SpeedConfig("--cpu-offload", cpu_offload=True)]
+    configs = [RELEASED, OURS,
+               SpeedConfig("--reference-cache", reference_cache=True, exact=False),
+               SpeedConfig(f"--dtype {half}", dtype=half, exact=False),
+               SpeedConfig("--channels-last", channels_last=True),
+               SpeedConfig("--vae-tiling", vae_tiling=True, exact=False),
+               SpeedConfig("--cpu-offload", cpu_offload=True),
+               SpeedConfig("--compile", compile=True),
+               fast_config()]
+    unknown = set(only) - {config.key for config in configs}
+    if unknown:
+        raise ValueError(f"unknown configurations {sorted(unknown)}; known: {[config.key for config in configs]}")
+    return [config for config in configs if not only or config in (RELEASED, OURS) or config.key in only]
 
 
 @dataclass
@@ -92,24 +122,31 @@ class Measurement:
 
     @property
     def reference_per_step_s(self) -> float:
-        """Reference U-Net time per step of a 50-step edit."""
+        """Reference U-Net time per step of an edit of `config.edit_steps` steps."""
         if not self.reference_passes:
             return 0.0
+        steps = self.config.edit_steps
         if self.config.reference_cache:
             passes = 1
         else:
-            passes = math.ceil(RELEASED_STEPS / max(timesteps for _, _, timesteps in self.reference_passes))
+            passes = math.ceil(steps / max(timesteps for _, _, timesteps in self.reference_passes))
         widest = max(timesteps for _, _, timesteps in self.reference_passes)
         pass_s = min(seconds for _, seconds, timesteps in self.reference_passes if timesteps == widest)
-        return passes * pass_s / RELEASED_STEPS
+        return passes * pass_s / steps
 
     @property
     def per_step_s(self) -> float:
         return self.imitative_step_s + self.reference_per_step_s
 
     @property
-    def edit_50_s(self) -> float:
-        return self.edit_s - self.denoise_s + RELEASED_STEPS * self.per_step_s
+    def first_step_s(self) -> float:
+        """The first step as run (it includes compiling, under torch.compile)."""
+        return self.step_s[0]
+
+    @property
+    def edit_full_s(self) -> float:
+        """The whole edit extrapolated to `config.edit_steps` steps."""
+        return self.edit_s - self.denoise_s + self.config.edit_steps * self.per_step_s
 
 
 @dataclass(frozen=True)
@@ -127,7 +164,7 @@ def deviation(image: np.ndarray, exact: np.ndarray) -> Deviation:
 def edit_settings(config: SpeedConfig, steps: int, seed: int = 0):
     from ..pipeline import EditSettings
 
-    return EditSettings(steps=steps, seed=seed, reference_cache=config.reference_cache)
+    return EditSettings(steps=steps, seed=seed, scheduler=config.scheduler, reference_cache=config.reference_cache)
 
 
 def benchmark_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -252,10 +289,20 @@ def measure_in_fresh_process(config: SpeedConfig, resolution: int | None, steps:
 
 @dataclass(frozen=True)
 class SpeedRow:
-    measurement: Measurement
-    step_ratio: float | None            # per-step time / the released schedule's
-    edit_ratio: float | None            # extrapolated 50-step edit / the released schedule's
+    measurements: list[Measurement]     # one per repeat, in the order run
+    step_ratios: list[float]            # per-step time / the released schedule's, within each round
+    edit_ratios: list[float]            # whole edit (its own step count) / the released 50-step edit's, per round
     deviation: Deviation | None         # against our exact default at the same resolution
+
+    @property
+    def measurement(self) -> Measurement:
+        return self.measurements[0]
+
+
+def spread(values: list[float], digits: int) -> str:
+    """`median [min–max]` of the repeats (the median alone for one)."""
+    median = f"{statistics.median(values):.{digits}f}"
+    return median if len(values) < 2 else f"{median} [{min(values):.{digits}f}–{max(values):.{digits}f}]"
 
 
 @dataclass
@@ -263,30 +310,38 @@ class SpeedReport:
     device: str
     steps: int
     threads: int
+    repeats: int = 1
     rows: dict[int, list[SpeedRow]] = field(default_factory=dict)  # resolution -> rows
-    compile_rows: list[SpeedRow] = field(default_factory=list)      # tiny size, when compile is too slow at full size
     tolerance: int = 0
 
     def released_matches_ours(self, resolution: int) -> bool:
         row = next(row for row in self.rows[resolution] if row.measurement.config.schedule == "released")
         return row.deviation is not None and row.deviation.max_abs <= self.tolerance
 
+    def noise(self, resolution: int) -> float | None:
+        """The spread of repeats of one configuration, as a fraction of its median: the largest (max − min) /
+        median of the per-step time over the exact configurations (those whose timing nothing else varies)."""
+        spreads = [(max(times) - min(times)) / statistics.median(times)
+                   for row in self.rows[resolution] if row.measurement.config.exact and not row.measurement.skipped
+                   for times in [[m.per_step_s for m in row.measurements]] if len(times) > 1]
+        return max(spreads) if spreads else None
+
     def to_markdown(self) -> str:
         lines = [f"Device: {self.device}, {self.threads or torch.get_num_threads()} threads; "
-                 f"{self.steps} denoising steps run per edit (the released count is {RELEASED_STEPS}); "
-                 "full-size `released` architecture, random weights.", ""]
+                 f"{self.steps} denoising steps run per edit, extrapolated to the configuration's step count; "
+                 f"full-size `released` architecture, random weights; {self.repeats} interleaved repeats, "
+                 "median [min–max].", ""]
         for resolution, rows in self.rows.items():
             lines += [f"### {resolution} px", "", _MARKDOWN_HEADER, _MARKDOWN_RULE]
             lines += [_markdown_row(row) for row in rows]
+            noise = self.noise(resolution)
+            if noise is not None:
+                lines += ["", f"Noise: repeats of one exact configuration differ by up to {noise:.0%} of their median."]
             lines.append("")
-        if self.compile_rows:
-            lines += ["### torch.compile (tiny size: compiling the full size on 2 CPU cores takes too long)", "",
-                      _MARKDOWN_HEADER, _MARKDOWN_RULE]
-            lines += [_markdown_row(row) for row in self.compile_rows]
         return "\n".join(lines) + "\n"
 
 
-COLUMNS = ("configuration", "step (s)", "ratio", "edit, N steps (s)", f"edit, {RELEASED_STEPS} steps (s)", "ratio",
+COLUMNS = ("configuration", "step (s)", "ratio", "first step (s)", "edit, N steps (s)", "edit, full (s)", "ratio",
            "peak memory (GiB)", "max |Δ| (px)", "PSNR (dB)")
 _MARKDOWN_HEADER = "| " + " | ".join(COLUMNS) + " |"
 _MARKDOWN_RULE = "|" + "---|" * len(COLUMNS)
@@ -296,10 +351,12 @@ def row_cells(row: SpeedRow) -> list[str]:
     m = row.measurement
     if m.skipped:
         return [m.config.name, f"not applicable: {m.skipped}"] + [""] * (len(COLUMNS) - 2)
-    ratio = lambda value: "" if value is None else f"{value:.2f}"  # noqa: E731
+    runs = row.measurements
     deviation = row.deviation
-    return [m.config.name, f"{m.per_step_s:.2f}", ratio(row.step_ratio), f"{m.edit_s:.1f}", f"{m.edit_50_s:.0f}",
-            ratio(row.edit_ratio), f"{m.peak_memory_bytes / 2 ** 30:.2f}",
+    full = f"{spread([r.edit_full_s for r in runs], 0)} ({m.config.edit_steps} steps)"
+    return [m.config.name, spread([r.per_step_s for r in runs], 2), spread(row.step_ratios, 2),
+            spread([r.first_step_s for r in runs], 1), spread([r.edit_s for r in runs], 1), full,
+            spread(row.edit_ratios, 3), f"{max(r.peak_memory_bytes for r in runs) / 2 ** 30:.2f}",
             "" if deviation is None else str(deviation.max_abs),
             "" if deviation is None else ("identical" if math.isinf(deviation.psnr_db) else f"{deviation.psnr_db:.1f}")]
 
@@ -308,19 +365,26 @@ def _markdown_row(row: SpeedRow) -> str:
     return "| " + " | ".join(row_cells(row)) + " |"
 
 
-def _rows(measurements: list[Measurement], baseline: SpeedConfig, exact: SpeedConfig) -> list[SpeedRow]:
-    base = next((m for m in measurements if m.config == baseline and not m.skipped), None)
-    reference = next((m for m in measurements if m.config == exact and not m.skipped), None)
+def _rows(rounds: list[list[Measurement]], baseline: SpeedConfig, exact: SpeedConfig) -> list[SpeedRow]:
+    """Rows from `rounds` (each: one measurement of every configuration, in the same order)."""
     rows = []
-    for m in measurements:
-        if m.skipped:
-            rows.append(SpeedRow(m, None, None, None))
+    for index, runs in enumerate(zip(*rounds)):
+        runs = list(runs)
+        if runs[0].skipped:
+            rows.append(SpeedRow(runs, [], [], None))
             continue
-        compare = reference is not None and m is not reference and m.prediction.shape == reference.prediction.shape
-        rows.append(SpeedRow(
-            m, None if base is None else m.per_step_s / base.per_step_s,
-            None if base is None else m.edit_50_s / base.edit_50_s,
-            deviation(m.prediction, reference.prediction) if compare else None))
+        step_ratios, edit_ratios = [], []
+        for measurements, m in zip(rounds, runs):
+            base = next((b for b in measurements if b.config == baseline and not b.skipped), None)
+            if base is not None:
+                step_ratios.append(m.per_step_s / base.per_step_s)
+                edit_ratios.append(m.edit_full_s / base.edit_full_s)
+        reference = next((m for m in rounds[0] if m.config == exact and not m.skipped), None)
+        first = runs[0]
+        compare = (reference is not None and first.config != exact
+                   and first.prediction.shape == reference.prediction.shape)
+        rows.append(SpeedRow(runs, step_ratios, edit_ratios,
+                             deviation(first.prediction, reference.prediction) if compare else None))
     return rows
 
 
@@ -328,41 +392,34 @@ ProgressCallback = Callable[[str, int, int], None]
 
 
 def run_speed_benchmark(resolutions: tuple[int, ...] = (256, 512), steps: int = 4, device: str = "cpu",
-                        threads: int = 0, configs: list[SpeedConfig] | None = None, compile_check: bool = True,
+                        threads: int = 0, configs: list[SpeedConfig] | None = None, repeats: int = 3,
                         tolerance: int = 2, size: str = "released", progress: ProgressCallback | None = None,
                         on_resolution: Callable[[SpeedReport, int], None] | None = None) -> SpeedReport:
-    """Measure every configuration at every resolution, one fresh process at a time (never two
-    full-size pipelines in memory at once); `on_resolution` sees the report as each resolution completes."""
+    """Measure every configuration `repeats` times at every resolution, interleaved, one fresh process at
+    a time (never two full-size pipelines in memory at once); `on_resolution` sees the report as each
+    resolution completes."""
     from ..loading import resolve_device
 
     torch_device = resolve_device(device).type
     configs = configs if configs is not None else speed_configs(torch_device)
     configs = [replace(config, size=size) for config in configs]
-    if torch_device != "cpu" and compile_check:
-        configs.append(SpeedConfig("--compile", compile=True, size=size))
     baseline, exact = replace(RELEASED, size=size), replace(OURS, size=size)
-    report = SpeedReport(device=torch_device, steps=steps, threads=threads, tolerance=tolerance)
-    total = len(configs) * len(resolutions) + (2 if compile_check and torch_device == "cpu" else 0)
+    report = SpeedReport(device=torch_device, steps=steps, threads=threads, repeats=repeats, tolerance=tolerance)
+    total = len(configs) * len(resolutions) * repeats
     done = 0
     for resolution in resolutions:
-        measurements = []
-        for config in configs:
-            if progress is not None:
-                progress(f"{config.name} @ {resolution} px", done, total)
-            measurements.append(measure_in_fresh_process(config, resolution, steps, device, threads=threads))
-            done += 1
-        report.rows[resolution] = _rows(measurements, baseline, exact)
+        rounds = []
+        for repeat in range(repeats):
+            measurements = []
+            for config in configs:
+                if progress is not None:
+                    progress(f"{config.name} @ {resolution} px, {repeat + 1}/{repeats}", done, total)
+                measurements.append(measure_in_fresh_process(config, resolution, steps, device, threads=threads))
+                done += 1
+            rounds.append(measurements)
+        report.rows[resolution] = _rows(rounds, baseline, exact)
         if on_resolution is not None:
             on_resolution(report, resolution)
-    if compile_check and torch_device == "cpu":
-        tiny = [SpeedConfig("ours, default (tiny)", size="tiny"), SpeedConfig("--compile (tiny)", compile=True, size="tiny")]
-        measurements = []
-        for config in tiny:
-            if progress is not None:
-                progress(config.name, done, total)
-            measurements.append(measure_in_fresh_process(config, None, max(steps, 8), device, threads=threads))
-            done += 1
-        report.compile_rows = _rows(measurements, tiny[0], tiny[0])
     if progress is not None:
         progress("done", total, total)
     return report

@@ -18,9 +18,10 @@ from ..benchmark.report import (PAPER_ROWS, RECON_DIFFERENCES, RECON_ROWS, SPLIT
                                 results_table, run_cells)
 from ..benchmark.runner import BenchmarkSettings
 from ..errors import MimicBrushError
-from ..settings import MAX_SEED
+from ..settings import MAX_SEED, EditSettings
 from .app import app, quiet_libraries
-from .options import Device, DType, Model, Weights, dtype_name
+from .options import (DEFAULT_SCHEDULER, Device, DType, FastOption, Model, ReferenceCacheOption, Scheduler,
+                      SchedulerOption, Weights, dtype_name)
 
 benchmark_app = typer.Typer(help="Score a model: the paper's benchmarks (texture, part) and a reconstruction check.",
                             no_args_is_help=True)
@@ -38,7 +39,7 @@ Output = Annotated[Path | None, typer.Option("-o", "--output", help="Results fol
 Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Edit seed, the same for every sample.")]
 LongSide = Annotated[int, typer.Option("--long-side", min=0, help="Resize every input's long side to this before "
                                        "editing and scoring (0: keep; 512: the released benchmark runner).")]
-Steps = Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps.")]
+Steps = Annotated[int, typer.Option(min=1, max=1000, help="Denoising steps.")]
 Guidance = Annotated[float, typer.Option(min=0.0, help="Classifier-free guidance scale.")]
 Crop = Annotated[bool, typer.Option("--crop/--no-crop", help="Edit a context crop around the mask (as `edit`).")]
 DeviceOption = Annotated[Device, typer.Option(help="Where to run the model and the metric networks.")]
@@ -46,6 +47,17 @@ DTypeOption = Annotated[DType, typer.Option(help="Model precision (auto: fp16 on
 MetricsModels = Annotated[Path | None, typer.Option("--metrics-models", help="Folder with dinov2/, clip/ and lpips/ "
                                                    "(default: facebook/dinov2-base and openai/clip-vit-large-patch14 "
                                                    "from the Hugging Face cache or Hub, LPIPS from the torch hub cache).")]
+
+
+def _editor(weights: Path | None, model: str | None, device: Device, dtype: DType, steps: int, scheduler: Scheduler,
+            guidance: float, crop: bool, reference_cache: bool, fast: bool):
+    from ..benchmark.editors import make_pipeline_editor
+
+    settings = EditSettings(steps=steps, scheduler=scheduler.value, reference_cache=reference_cache)
+    settings = settings.fast() if fast else settings
+    return make_pipeline_editor(weights=weights, model=model, device=device.value, dtype=dtype_name(dtype),
+                                steps=settings.steps, scheduler=settings.scheduler, guidance=guidance, crop=crop,
+                                reference_cache=settings.reference_cache)
 
 
 @contextmanager
@@ -62,18 +74,13 @@ def _progress(description: str) -> Iterator[Callable[[int, int, str], None]]:
         yield lambda done, total, sample_id: progress.update(bar, completed=done, total=total)
 
 
-def _run_task(task: str, data_dir: Path, split: Split, output: Path | None, seed: int, long_side: int,
-              weights: Path | None, model: str | None, steps: int, guidance: float, crop: bool, device: Device,
-              dtype: DType, metrics_models: Path | None) -> None:
+def _run_task(task: str, data_dir: Path, split: Split, output: Path | None, seed: int, long_side: int, editor,
+              device: Device, metrics_models: Path | None) -> None:
     from ..benchmark.backbones import MetricModels
-    from ..benchmark.editors import make_pipeline_editor
     from ..benchmark.runner import run_benchmark
 
     quiet_libraries()
     settings = BenchmarkSettings(task=task, split=split.value, seed=seed, long_side=long_side)
-    editor = make_pipeline_editor(weights=weights, model=model, device=device.value,
-                                  dtype=dtype_name(dtype), steps=steps, guidance=guidance,
-                                  crop=crop)
     sources = (MetricModels.from_folder(metrics_models, device=device.value) if metrics_models
                else MetricModels(device=device.value))
     output = output or Path("benchmark_results") / f"{task}-{split.value}"
@@ -104,11 +111,13 @@ def _task_command(task: str, keep_shape_note: str):
                                              "inter: DINO-I/CLIP-I/CLIP-T.")] = Split.inter,
         output: Output = None, seed: Seed = BenchmarkSettings.seed, long_side: LongSide = BenchmarkSettings.long_side,
         weights: Weights = None, model: Model = None, steps: Steps = PipelineOptions.steps,
-        guidance: Guidance = PipelineOptions.guidance, crop: Crop = PipelineOptions.crop,
-        device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto, metrics_models: MetricsModels = None,
+        scheduler: SchedulerOption = DEFAULT_SCHEDULER, guidance: Guidance = PipelineOptions.guidance,
+        crop: Crop = PipelineOptions.crop, reference_cache: ReferenceCacheOption = PipelineOptions.reference_cache,
+        fast: FastOption = False, device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto,
+        metrics_models: MetricsModels = None,
     ) -> None:
-        _run_task(task, data_dir, split, output, seed, long_side, weights, model, steps, guidance, crop, device, dtype,
-                  metrics_models)
+        editor = _editor(weights, model, device, dtype, steps, scheduler, guidance, crop, reference_cache, fast)
+        _run_task(task, data_dir, split, output, seed, long_side, editor, device, metrics_models)
 
     command.__doc__ = f"The paper's {TASK_TITLES[task]} benchmark ({keep_shape_note}). Re-running resumes."
     return command
@@ -125,20 +134,18 @@ def recon_command(
     output: Output = None, seed: Seed = ReconSettings.seed, long_side: LongSide = ReconSettings.long_side,
     box_fraction: Annotated[float, typer.Option(min=0.05, max=1.0, help="Masked box side / image side.")] = ReconSettings.box_fraction,
     weights: Weights = None, model: Model = None, steps: Steps = PipelineOptions.steps,
-    guidance: Guidance = PipelineOptions.guidance, crop: Crop = PipelineOptions.crop,
-    device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto,
+    scheduler: SchedulerOption = DEFAULT_SCHEDULER, guidance: Guidance = PipelineOptions.guidance,
+    crop: Crop = PipelineOptions.crop, reference_cache: ReferenceCacheOption = PipelineOptions.reference_cache,
+    fast: FastOption = False, device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto,
 ) -> None:
     """Mask each held-out source and repaint it with the model, the model without reference attention, a
     mean-colour fill, a homography warp and the model with a mismatched reference; compare them."""
-    from ..benchmark.editors import make_pipeline_editor
     from ..benchmark.recon import load_video_pairs, run_recon
 
     pairs = list(load_video_pairs(shards))  # read (and checked) before the model loads
     quiet_libraries()
     settings = ReconSettings(seed=seed, box_fraction=box_fraction, long_side=long_side)
-    editor = make_pipeline_editor(weights=weights, model=model, device=device.value,
-                                  dtype=dtype_name(dtype), steps=steps, guidance=guidance,
-                                  crop=crop)
+    editor = _editor(weights, model, device, dtype, steps, scheduler, guidance, crop, reference_cache, fast)
     output = output or Path("benchmark_results") / "recon"
     with _progress("recon") as report:
         results = run_recon(pairs, output, editor, settings, editor_info=editor.record,

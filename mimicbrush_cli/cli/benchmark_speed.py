@@ -38,18 +38,21 @@ def _render_resolution(report: SpeedReport, resolution: int) -> None:
     out.print(_table(f"{resolution} px, {report.steps} steps run, {report.device}", report.rows[resolution]))
     verdict = "[green]match[/]" if report.released_matches_ours(resolution) else "[red]DIFFER[/]"
     out.print(f"released schedule vs ours at {resolution} px: {verdict} (tolerance {report.tolerance} px)")
+    noise = report.noise(resolution)
+    if noise is not None:
+        out.print(f"noise at {resolution} px: repeats of one exact configuration differ by up to {noise:.0%} of "
+                  "their median")
 
 
 def _render(report: SpeedReport) -> None:
-    out = Console()
-    if report.compile_rows:
-        out.print(_table("torch.compile, tiny size (compiling the full size on a CPU takes too long)",
-                         report.compile_rows))
-    out.print(f"step: steady per-step time of a 50-step edit (fastest imitative step + reference passes spread "
-              f"over 50 steps); edit, N steps: the whole edit as run ({report.steps} steps"
-              f"{', few because a full-size step takes seconds on a CPU' if report.device == 'cpu' else ''}); "
-              f"edit, 50 steps: extrapolated; ratio: against the released schedule; max |Δ| and PSNR: the generated "
-              "square against our exact default.")
+    Console().print(
+        f"{report.repeats} interleaved repeats, median [min–max]. step: steady per-step time of the configuration's "
+        "edit (fastest imitative step + reference passes spread over its steps); first step: as run (torch.compile "
+        f"compiles in it); edit, N steps: the whole edit as run ({report.steps} steps"
+        f"{', few because a full-size step takes seconds on a CPU' if report.device == 'cpu' else ''}); edit, full: "
+        "extrapolated to the configuration's step count (50, the released one; fewer for --fast); ratio: against the "
+        "released schedule in the same round; max |Δ| and PSNR: the generated square against our exact default, "
+        "with the steps run.", highlight=False, markup=False)
 
 
 @benchmark_app.command("speed")
@@ -62,8 +65,12 @@ def speed_command(
     threads: Annotated[int, typer.Option(min=0, help="CPU threads per run (0: torch's default).")] = 0,
     tolerance: Annotated[int, typer.Option(min=0, help="Largest pixel difference at which the released "
                                            "schedule and ours count as the same output.")] = 2,
-    compile_check: Annotated[bool, typer.Option("--compile-check/--no-compile-check",
-                                                help="Also measure torch.compile (on the tiny size on a CPU).")] = True,
+    repeats: Annotated[int, typer.Option(min=1, help="Measurements of each configuration, interleaved with the "
+                                         "others'.")] = 3,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Measure only these configurations besides the "
+                                                   "released schedule and ours (repeat the option): reference-cache, "
+                                                   "dtype, channels-last, vae-tiling, cpu-offload, compile, fast.",
+                                                   show_default=False)] = None,
     model_size: Annotated[str, typer.Option("--model-size", help="released (the real architecture) or tiny "
                                             "(a quick check that everything runs).")] = "released",
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Also write the tables as markdown here.")] = None,
@@ -75,16 +82,21 @@ def speed_command(
     each option alone, each configuration in a fresh process; check that the outputs match."""
     if output is not None and output.suffix != ".md":
         raise MimicBrushError(f"--output must be a .md file, got {output}")
-    from ..benchmark.speed import run_speed_benchmark
+    from ..benchmark.speed import run_speed_benchmark, speed_configs
     from ..benchmark.throughput import measure_throughput
+    from ..loading import resolve_device
     from ..outputs import write_bytes_atomically
 
     quiet_libraries()
+    try:
+        configs = speed_configs(resolve_device(device.value).type, tuple(only or ()))
+    except ValueError as error:
+        raise MimicBrushError(str(error)) from error
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("building", total=None)
-        report = run_speed_benchmark(tuple(sizes), steps=steps, device=device.value, threads=threads,
-                                     compile_check=compile_check, tolerance=tolerance, size=model_size,
+        report = run_speed_benchmark(tuple(sizes), steps=steps, device=device.value, threads=threads, configs=configs,
+                                     repeats=repeats, tolerance=tolerance, size=model_size,
                                      on_resolution=_render_resolution,
                                      progress=lambda name, done, total: progress.update(
                                          task, description=name, completed=done, total=total))

@@ -15,7 +15,8 @@ from ..imaging import PASTE_BACK_KERNELS, parse_box
 from ..settings import GENERATOR_DEVICES, MAX_SEED, EditSettings
 from ..speedups import SpeedOptions
 from .app import app, quiet_libraries
-from .options import Device, DeviceOption, DType, DTypeOption, Model, Weights, dtype_name
+from .options import (DEFAULT_SCHEDULER, Device, DeviceOption, DType, DTypeOption, FastOption, Model,
+                      ReferenceCacheOption, SchedulerOption, Weights, dtype_name)
 
 console = Console(stderr=True)
 
@@ -35,7 +36,8 @@ def edit_command(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Result image (default: <SRC>_edited.png "
                                                 "in the current folder); several results get -<edit>-<sample> suffixes.")] = None,
     keep_shape: Annotated[bool, typer.Option("--keep-shape", help="Keep the source's shape (depth-conditioned texture transfer).")] = False,
-    steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps.")] = EditSettings.steps,
+    steps: Annotated[int, typer.Option(min=1, max=1000, help="Denoising steps.")] = EditSettings.steps,
+    scheduler: SchedulerOption = DEFAULT_SCHEDULER,
     guidance: Annotated[float, typer.Option(min=0.0, help="Classifier-free guidance scale.")] = EditSettings.guidance,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed; the same seed gives the same result.")] = EditSettings.seed,
     num_samples: Annotated[int, typer.Option("--num-samples", min=1, max=64, help="Results per edit.")] = EditSettings.num_samples,
@@ -51,8 +53,8 @@ def edit_command(
                                                               "cpu (the same result on every device) or device (on the "
                                                               "GPU, as the released code: reproduces its CUDA results).")
                                 ] = GeneratorDevice(EditSettings.generator_device),
-    reference_cache: Annotated[bool, typer.Option("--reference-cache", help="Compute reference features once and "
-                                                  "reuse them every step (faster, approximate).")] = EditSettings.reference_cache,
+    reference_cache: ReferenceCacheOption = EditSettings.reference_cache,
+    fast: FastOption = False,
     weights: Weights = None,
     model: Model = None,
     device: DeviceOption = Device.auto,
@@ -78,9 +80,11 @@ def edit_command(
         if len(inputs) % 3:
             raise typer.BadParameter("give SRC REF MASK triples (or SRC REF pairs with --mask-box)", param_hint="INPUTS")
         jobs = [EditJob(*inputs[index:index + 3]) for index in range(0, len(inputs), 3)]
-    settings = EditSettings(steps=steps, guidance=guidance, keep_shape=keep_shape, crop=crop, seed=seed,
-                            num_samples=num_samples, reference_cache=reference_cache, paste_back=paste_back.value,
-                            generator_device=generator_device.value)
+    settings = EditSettings(steps=steps, scheduler=scheduler.value, guidance=guidance, keep_shape=keep_shape, crop=crop,
+                            seed=seed, num_samples=num_samples, reference_cache=reference_cache,
+                            paste_back=paste_back.value, generator_device=generator_device.value)
+    if fast:
+        settings = settings.fast()
     outputs = plan_output_paths(jobs, output, num_samples)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, transient=True) as progress:

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from ..settings import FAST_PRESET, SCHEDULERS, EditSettings
+
 
 class Device(str, Enum):
     auto = "auto"
@@ -31,6 +33,18 @@ Weights = Annotated[Path | None, typer.Option(help="Local weights folder: our fo
 Model = Annotated[str | None, typer.Option(help=MODEL_HELP)]
 DeviceOption = Annotated[Device, typer.Option(help="Where to run.")]
 DTypeOption = Annotated[DType, typer.Option(help="Compute precision (auto: fp16 on GPU, fp32 on CPU).")]
+
+Scheduler = Enum("Scheduler", {name: name for name in SCHEDULERS}, type=str)
+SchedulerOption = Annotated[Scheduler, typer.Option(
+    "--scheduler", help="Denoising solver, from the model's own noise schedule: ddim (released) or a multistep "
+    "solver (dpmpp-2m, dpmpp-2m-karras, unipc) or euler, which need fewer steps.")]
+ReferenceCacheOption = Annotated[bool, typer.Option(
+    "--reference-cache", help="Compute reference features once and reuse them every step (faster, approximate).")]
+FastOption = Annotated[bool, typer.Option(
+    "--fast", help="A measured faster preset (see README, Speed): " + " ".join(
+        f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}") for key, value in FAST_PRESET.items())
+    + "; it replaces those options.")]
+DEFAULT_SCHEDULER = Scheduler(EditSettings.scheduler)
 
 
 def dtype_name(dtype: DType) -> str | None:

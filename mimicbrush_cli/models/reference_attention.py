@@ -47,7 +47,8 @@ class FeatureBank:
     `reference_index` maps each row of the imitative batch to a row of the written features, or
     to -1 for a row that ignores the reference. It lets one reference row serve several imitative
     rows (several samples of one edit) and keeps the unconditional CFG rows reference-free without
-    running the reference U-Net for them.
+    running the reference U-Net for them. `read_from_row` states the same map with its layout in
+    Python ints (the rows that read come last), which `torch.compile` traces without a graph break.
     """
 
     def __init__(self, num_slots: int, ratio: float = RELEASED_REFERENCE_RATIO, positions: str = "none") -> None:
@@ -59,8 +60,24 @@ class FeatureBank:
         self.ratio = ratio
         self.positions = positions
         self.features: list[torch.Tensor | None] = [None] * num_slots
-        self.reference_index: torch.Tensor | None = None  # (B_imitative,) long
+        self.reference_index = None
         self.writing_enabled = True
+
+    @property
+    def reference_index(self) -> torch.Tensor | None:
+        return self._reference_index  # (B_imitative,) long
+
+    @reference_index.setter
+    def reference_index(self, index: torch.Tensor | None) -> None:
+        self._reference_index = index
+        self.first_reading_row: int | None = None  # a map of any layout: the readers search it
+
+    def read_from_row(self, first_row: int, reference_index: torch.Tensor) -> None:
+        """Rows `first_row:` of the imitative batch read reference rows `reference_index[first_row:]` (all
+        >= 0) and the rows before them read nothing (`reference_index` -1), as the pipeline lays out CFG:
+        unconditional rows first. `first_row` = the batch size: no row reads."""
+        self.reference_index = reference_index
+        self.first_reading_row = first_row
 
     def clear(self) -> None:
         self.features = [None] * self.num_slots
@@ -147,27 +164,41 @@ class ReferenceReaderProcessor:
         self_bias = locality_bias(tokens, tokens, query.device, query.dtype) if local else None  # (N, N)
         attended = F.scaled_dot_product_attention(query, key, value, attn_mask=self_bias, scale=attn.scale)  # A_self, (B, heads, N, d)
 
-        reference_index = self.bank.reference_index
-        if reference_index is not None and bool((reference_index >= 0).any()):
+        reference_index, first = self.bank.reference_index, self.bank.first_reading_row
+        if first is not None:
+            # The layout in Python ints: torch.compile specialises on `first` and traces one graph.
+            if first < attended.shape[0]:
+                blended = self._attend_with_reference(attn, query[first:], key[first:], value[first:],
+                                                      attended[first:], reference_index[first:], self_bias)
+                attended = torch.cat([attended[:first], blended])
+        elif reference_index is not None and bool((reference_index >= 0).any()):
             rows = torch.nonzero(reference_index >= 0).squeeze(1)  # (R,)
-            reference = self.bank.read(self.slot)[reference_index[rows]].to(hidden_states_h.dtype)  # (R, N_r, C)
-            key_r = _split_heads(attn.to_k(reference), attn.heads)  # (R, heads, N_r, d)
-            key_ref = torch.cat([key[rows], key_r], dim=2)  # (R, heads, N+N_r, d)
-            value_ref = torch.cat([value[rows], _split_heads(attn.to_v(reference), attn.heads)], dim=2)
-            bias = None
-            if local:
-                bias = torch.cat([self_bias, locality_bias(tokens, key_r.shape[2], query.device, query.dtype)],
-                                 dim=1)  # (N, N+N_r)
-            with_reference = F.scaled_dot_product_attention(query[rows], key_ref, value_ref, attn_mask=bias,
-                                                            scale=attn.scale)
-            ratio = self.bank.ratio
-            blended = with_reference if ratio == 1.0 else ratio * with_reference + (1.0 - ratio) * attended[rows]
+            blended = self._attend_with_reference(attn, query[rows], key[rows], value[rows], attended[rows],
+                                                  reference_index[rows], self_bias)
             attended = attended.index_copy(0, rows, blended)
 
         output = attn.to_out[1](attn.to_out[0](_merge_heads(attended)))
         if attn.residual_connection:
             output = output + hidden_states
         return output / attn.rescale_output_factor
+
+    def _attend_with_reference(self, attn: Attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                               attended: torch.Tensor, reference_rows: torch.Tensor,
+                               self_bias: torch.Tensor | None) -> torch.Tensor:
+        """ratio·A_ref + (1 − ratio)·A_self for R rows that read the reference: their (R, heads, N, d) query,
+        key, value and A_self, and the bank rows (R,) they read."""
+        reference = self.bank.read(self.slot)[reference_rows].to(query.dtype)  # (R, N_r, C)
+        key_r = _split_heads(attn.to_k(reference), attn.heads)  # (R, heads, N_r, d)
+        key_ref = torch.cat([key, key_r], dim=2)  # (R, heads, N+N_r, d)
+        value_ref = torch.cat([value, _split_heads(attn.to_v(reference), attn.heads)], dim=2)
+        bias = None
+        if self_bias is not None:
+            tokens = query.shape[2]
+            bias = torch.cat([self_bias, locality_bias(tokens, key_r.shape[2], query.device, query.dtype)],
+                             dim=1)  # (N, N+N_r)
+        with_reference = F.scaled_dot_product_attention(query, key_ref, value_ref, attn_mask=bias, scale=attn.scale)
+        ratio = self.bank.ratio
+        return with_reference if ratio == 1.0 else ratio * with_reference + (1.0 - ratio) * attended
 
 
 def _blocks_in_forward_order(unet: nn.Module) -> list[tuple[str, BasicTransformerBlock]]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import MimicBrushError
 from ..imaging import load_image, load_mask, rgb_on_white
-from ..settings import EditSettings
+from ..settings import SCHEDULERS, EditSettings
 from .session import BOX_COLOUR, EditSession, ServeConfig, box_from_corners, check_upload, find_examples, outline
 
 # See-through, so the source shows under the mask; any painted pixel (alpha > 0) is part of the mask.
@@ -59,6 +59,8 @@ def build_page(session: EditSession) -> gr.Blocks:
         with gr.Accordion("Settings", open=True):
             with gr.Row():
                 steps = gr.Slider(1, 200, value=defaults.steps, step=1, label="Steps", elem_id="steps")
+                scheduler = gr.Dropdown(list(SCHEDULERS), value=defaults.scheduler, label="Solver (ddim: released)",
+                                        elem_id="scheduler")
                 guidance = gr.Slider(0, 20, value=defaults.guidance, step=0.5, label="Guidance")
                 seed = gr.Number(value=defaults.seed, precision=0, label="Seed")
                 num_samples = gr.Slider(1, 8, value=defaults.num_samples, step=1, label="Samples")
@@ -82,14 +84,15 @@ def build_page(session: EditSession) -> gr.Blocks:
         command = gr.Code(label="The same edit from the command line", language="shell", interactive=False,
                           elem_id="command")
 
-        def edit(editor, reference_image, mask_picture, box, invert_mask, steps_value, guidance_value, seed_value,
-                 samples_value, crop_value, keep_shape_value, cache_value, progress=gr.Progress()):
+        def edit(editor, reference_image, mask_picture, box, invert_mask, steps_value, scheduler_value, guidance_value,
+                 seed_value, samples_value, crop_value, keep_shape_value, cache_value, progress=gr.Progress()):
             started = time.perf_counter()
             editor = editor or {}
             try:
                 inputs = session.read_inputs(editor.get("background"), editor.get("layers") or [], reference_image,
                                              box or "", bool(invert_mask), mask_picture)
-                settings = EditSettings(steps=int(steps_value), guidance=float(guidance_value), seed=int(seed_value),
+                settings = EditSettings(steps=int(steps_value), scheduler=str(scheduler_value),
+                                        guidance=float(guidance_value), seed=int(seed_value),
                                         num_samples=int(samples_value), crop=bool(crop_value),
                                         keep_shape=bool(keep_shape_value), reference_cache=bool(cache_value))
                 progress(0, desc="encoding")
@@ -105,8 +108,8 @@ def build_page(session: EditSession) -> gr.Blocks:
                     f"done: {len(result.samples)} sample(s) in {seconds:.1f} s")
 
         # One model per server: edits queue and run one at a time.
-        run.click(edit, inputs=[source, reference, mask_image, mask_box, invert, steps, guidance, seed, num_samples,
-                                crop, keep_shape, reference_cache],
+        run.click(edit, inputs=[source, reference, mask_image, mask_box, invert, steps, scheduler, guidance, seed,
+                                num_samples, crop, keep_shape, reference_cache],
                   outputs=[before_after, gallery, download_result, download_mask, command, status],
                   concurrency_limit=1, concurrency_id="model")
 

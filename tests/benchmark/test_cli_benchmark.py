@@ -59,6 +59,7 @@ def test_benchmark_recon_end_to_end_scores_every_editor(tiny_model_dir, tmp_path
     assert {"model", "attention_off", "mean_fill", "homography", "model_mismatched", "autoencoder"} <= set(scores)
     assert scores["model"] != scores["attention_off"]  # the ablation really switched something off
     assert (tmp_path / "out" / "overview.jpg").is_file()
+    assert stored["editor"]["scheduler"] == "ddim"
 
 
 def test_benchmark_recon_on_a_folder_that_is_not_prepared_data_says_so(benchmark_dir, tmp_path):
@@ -94,3 +95,24 @@ def test_benchmark_where_every_sample_is_skipped_exits_2_after_writing_its_repor
     assert result.output.splitlines()[-1] == (f"error: no sample was scored: all 3 were skipped (see "
                                               f"{tmp_path / 'out' / 'results.md'})")
     assert json.loads((tmp_path / "out" / "results.json").read_text())["broken_count"] == 3
+
+
+def test_benchmark_recon_fast_runs_the_preset(tiny_model_dir, tmp_path):
+    import numpy as np
+    from skimage import data
+
+    from mimicbrush_cli.data.shards import SHARDS_FOLDER, ShardWriter, encode_jpeg
+    from mimicbrush_cli.settings import FAST_PRESET
+
+    (tmp_path / "prepared" / SHARDS_FOLDER).mkdir(parents=True)
+    writer = ShardWriter(tmp_path / "prepared" / SHARDS_FOLDER, "video-test")
+    for name, photo in (("cat", data.chelsea()), ("cup", data.coffee())):
+        writer.add(f"v{name}_000", {"source.jpg": encode_jpeg(photo, 95),
+                                    "reference.jpg": encode_jpeg(np.roll(photo, 4, axis=1), 95)},
+                   {"kind": "video", "input": f"{name}.mp4"})
+    writer.commit({})
+    result = run("benchmark", "recon", tmp_path / "prepared", "-o", tmp_path / "out", "--weights", tiny_model_dir,
+                 "--fast", "--long-side", 96, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    editor = json.loads((tmp_path / "out" / "results.json").read_text())["editor"]
+    assert {key: editor[key] for key in FAST_PRESET} == FAST_PRESET

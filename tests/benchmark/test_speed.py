@@ -1,6 +1,7 @@
 """Correctness of the speed schedules and options (timings are printed by `mimicbrush benchmark speed`, never asserted)."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -132,7 +133,55 @@ def test_measure_times_every_step_and_reference_pass():
     assert 0 < measurement.imitative_step_s <= min(measurement.step_s)
     # Bookkeeping, not timing: denoising is part of the edit, and 50 steps replace the steps run.
     assert 0 < measurement.denoise_s <= measurement.edit_s
-    assert measurement.edit_50_s == pytest.approx(measurement.edit_s - measurement.denoise_s + 50 * measurement.per_step_s)
+    assert measurement.edit_full_s == pytest.approx(measurement.edit_s - measurement.denoise_s + 50 * measurement.per_step_s)
+
+
+def test_a_preset_is_extrapolated_to_its_own_step_count_with_its_solver():
+    from mimicbrush_cli.benchmark.speed import fast_config
+    from mimicbrush_cli.settings import FAST_PRESET
+
+    config = replace(fast_config(), size="tiny")
+    measurement = measure(config, None, steps=2, device="cpu")
+    assert [timesteps for _, _, timesteps in measurement.reference_passes] == [1]  # the reference cache
+    # 10 steps (FAST_PRESET), its one reference pass spread over them
+    [(_, pass_s, _)] = measurement.reference_passes
+    steps = FAST_PRESET["steps"]
+    assert measurement.per_step_s == pytest.approx(measurement.imitative_step_s + pass_s / steps)
+    assert measurement.edit_full_s == pytest.approx(measurement.edit_s - measurement.denoise_s
+                                                    + steps * measurement.per_step_s)
+    solver = edit_settings(config, 2).scheduler
+    assert solver == FAST_PRESET["scheduler"]
+
+
+def test_configurations_are_interleaved_and_reported_as_median_and_range(monkeypatch):
+    from mimicbrush_cli.benchmark import speed
+
+    order, per_step = [], {"released": [4.0, 5.0, 9.0], "ours": [3.0, 3.0, 6.0]}
+
+    def fake_measure(config, resolution, steps, device, threads=0):
+        order.append(config.key)
+        seconds = per_step[config.key][sum(key == config.key for key in order) - 1]
+        m = speed.Measurement(config, resolution, steps, device, step_s=[seconds] * steps, denoise_s=steps * seconds,
+                              edit_s=steps * seconds, prediction=np.zeros((8, 8, 3), np.uint8))
+        return m
+
+    monkeypatch.setattr(speed, "measure_in_fresh_process", fake_measure)
+    report = speed.run_speed_benchmark((64,), steps=2, configs=[RELEASED, OURS], repeats=3)
+    assert order == ["released", "ours"] * 3
+    released, ours = report.rows[64]
+    assert ours.step_ratios == pytest.approx([0.75, 0.6, 2 / 3])  # each against the released run of its round
+    cells = speed.row_cells(ours)
+    assert cells[1] == "3.00 [3.00–6.00]" and cells[2] == "0.67 [0.60–0.75]"
+    assert report.noise(64) == pytest.approx((9.0 - 4.0) / 5.0)
+    assert "3 interleaved repeats" in report.to_markdown()
+
+
+def test_only_keeps_the_released_schedule_and_ours_and_refuses_unknown_names():
+    from mimicbrush_cli.benchmark.speed import speed_configs
+
+    assert [config.key for config in speed_configs("cpu", ("fast",))] == ["released", "ours", "fast"]
+    with pytest.raises(ValueError, match="unknown configurations"):
+        speed_configs("cpu", ("turbo",))
 
 
 def test_measure_reports_offload_as_not_applicable_on_cpu():
@@ -158,10 +207,10 @@ def test_report_compares_every_configuration_with_the_released_schedule_and_our_
     released, ours = (SpeedConfig(config.name, schedule=config.schedule, size="tiny") for config in (RELEASED, OURS))
     measurements = [measure(config, None, steps=2, device="cpu") for config in (released, ours)]
     report = SpeedReport(device="cpu", steps=2, threads=0, tolerance=1,
-                         rows={64: _rows(measurements, released, ours)})
+                         rows={64: _rows([measurements], released, ours)})
     released_row, ours_row = report.rows[64]
     assert [(step, timesteps) for step, _, timesteps in measurements[0].reference_passes] == [(0, 1), (1, 1)]
-    assert released_row.step_ratio == 1.0 and released_row.deviation.max_abs <= 1
+    assert released_row.step_ratios == [1.0] and released_row.deviation.max_abs <= 1
     assert ours_row.deviation is None  # the exact default is what the others are compared with
     assert report.released_matches_ours(64)
     markdown = report.to_markdown()

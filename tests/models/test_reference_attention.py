@@ -144,3 +144,42 @@ def test_unused_reference_tail_matches_released_omissions():
     assert f"{last}.norm1.weight" not in unused
     assert "up_blocks.3.attentions.2.proj_in.weight" not in unused
     assert "up_blocks.3.attentions.1.proj_out.weight" not in unused
+
+
+def test_a_layout_in_python_ints_reads_as_the_same_index_searched():
+    attention = make_attention()
+    torch.manual_seed(6)
+    h, r = torch.randn(4, TOKENS, WIDTH), torch.randn(2, REF_TOKENS, WIDTH)
+    index = torch.tensor([-1, -1, 1, 0])
+    bank = FeatureBank(num_slots=1)
+    bank.write(0, r)
+    with torch.no_grad():
+        bank.reference_index = index
+        searched = ReferenceReaderProcessor(bank, 0)(attention, h)
+        bank.read_from_row(2, index)
+        sliced = ReferenceReaderProcessor(bank, 0)(attention, h)
+        bank.read_from_row(4, torch.full((4,), -1))
+        none_read = ReferenceReaderProcessor(bank, 0)(attention, h)
+        plain = AttnProcessor2_0()(attention, h)
+    assert torch.equal(sliced, searched)
+    assert torch.equal(none_read, plain)
+    bank.reference_index = index  # a new index of any layout drops the stated one
+    assert bank.first_reading_row is None
+
+
+def test_the_unets_with_reference_attention_compile_as_one_graph_each(tiny_pipeline):
+    torch._dynamo.reset()
+    pipeline, latent_size = tiny_pipeline, tiny_pipeline.resolution // 8
+    torch.manual_seed(0)
+    tokens = torch.randn(2, 5, pipeline.imitative_unet.config.cross_attention_dim)
+    timesteps = torch.tensor([901, 801])
+    with torch.no_grad():
+        reference = torch._dynamo.explain(pipeline.reference_unet)(
+            torch.randn(2, 4, latent_size, latent_size), timesteps, encoder_hidden_states=tokens)
+        pipeline.bank.read_from_row(1, torch.tensor([-1, 1]))  # CFG: the conditional row reads bank row 1
+        imitative = torch._dynamo.explain(pipeline.imitative_unet)(
+            torch.randn(2, 13, latent_size, latent_size), timesteps[1], encoder_hidden_states=tokens)
+    pipeline.bank.clear()
+    pipeline.bank.reference_index = None
+    assert (reference.graph_break_count, imitative.graph_break_count) == (0, 0), (
+        [str(reason) for reason in reference.break_reasons + imitative.break_reasons])
