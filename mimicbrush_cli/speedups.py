@@ -3,8 +3,8 @@
 Each is measured, for speed and for deviation from the exact output, by `mimicbrush benchmark speed`:
 
 - `channels_last`: U-Nets and VAE in NHWC memory layout (same math, another summation order);
-- `compile`: `torch.compile` on both U-Nets (same math; the first edit pays the compilation, and the
-  reference-attention processors' data-dependent branch breaks the graph: measured slower on CPU);
+- `compile`: `torch.compile` on both U-Nets (same math; the first edit pays the compilation; with the
+  reference attention each U-Net traces as one graph, `benchmark speed --only compile` says whether it wins);
 - `cpu_offload`: diffusers' model CPU offload, one component on the accelerator at a time (GPUs
   too small for the whole pipeline; slower);
 - `vae_tiling`: the VAE encodes and decodes overlapping tiles (large images in less memory; the
