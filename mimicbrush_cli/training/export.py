@@ -58,5 +58,10 @@ def export_checkpoint(config, checkpoint: Path, destination: Path, use_ema: bool
                 if parameter.requires_grad or weights_file.name == "weights.safetensors"}
     load_state_dict_checked(model, load_file(weights_file), f"checkpoint {checkpoint.name} does not match the "
                             "config's model", allowed_missing=set(model.state_dict()) - required)
+    if config.objective.task == "autoencoder":  # as `train` does before its own export
+        from .batches import open_training_data
+        from .objective import fit_latent_scale
+
+        fit_latent_scale(pipeline.vae, open_training_data(config.data))
     save_pipeline_atomically(pipeline, Path(destination))
     return Path(destination)

@@ -177,12 +177,7 @@ def train(config: TrainConfig, dataset=None, validation_dataset=None, *, show_pr
             log.close()
     result.step = step
     if config.objective.task == "autoencoder" and accelerator.is_main_process:
-        # The first items of epoch 0, at full size: the same images however the run went.
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(0)
-        images = torch.cat([torch.cat([dataset[index]["source"][None], dataset[index]["reference"][None]])
-                            for index in range(min(len(dataset), 16))])
-        pipeline.vae.register_to_config(scaling_factor=fit_latent_scale(pipeline.vae.eval(), images))
+        fit_latent_scale(pipeline.vae, dataset)
     if config.export is not None:
         from .export import export_trained_pipeline
 

@@ -222,12 +222,18 @@ def micro_batch_inputs(pipeline, batch: dict, generator: torch.Generator, object
 
 
 @torch.no_grad()
-def fit_latent_scale(vae, images: torch.Tensor, batch_size: int = 8) -> float:
-    """1 / std of the VAE's latent means over (N, 3, S, S) `images`: the `scaling_factor` that makes
-    latents unit-variance, as SD's 0.18215 does for its VAE."""
+def fit_latent_scale(vae, dataset, items: int = 16, batch_size: int = 8) -> None:
+    """Set the VAE's `scaling_factor` to 1 / std of its latent means over the source and reference of the
+    first `items` items of epoch 0, at full size (the same images however the run went): the convention
+    that makes latents unit-variance, as SD's 0.18215 does for its VAE."""
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(0)
+    images = torch.stack([image for index in range(min(len(dataset), items))
+                          for image in (dataset[index]["source"], dataset[index]["reference"])])
+    vae.eval()
     latents = torch.cat([vae.encode(chunk.to(vae.device, vae.dtype)).latent_dist.mean.float()
                          for chunk in images.split(batch_size)])
-    return float(1.0 / latents.std())
+    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
 
 
 # ------------------------------------------------------------------------------ the model

@@ -123,3 +123,14 @@ def test_demo_stage_configs_load():
     for name, task in (("demo_vae", "autoencoder"), ("demo_image_encoder", "contrastive")):
         config = load_train_config(Path(__file__).parents[2] / "configs" / f"{name}.yaml")
         assert config.data.resolution == 128 and config.objective.task == task
+
+
+def test_a_vae_stage_checkpoint_exports_with_the_scaling_the_run_fitted(prepared, tmp_path):
+    from mimicbrush_cli.training.export import export_checkpoint
+
+    config = stage_config(prepared, tmp_path / "vae")
+    result = train(config, show_progress=False)
+    exported = export_checkpoint(config, list_checkpoints(tmp_path / "vae")[-1], tmp_path / "from_checkpoint")
+    fitted = load_pipeline_folder(result.exported).vae.config.scaling_factor
+    assert fitted != 0.18215
+    assert load_pipeline_folder(exported).vae.config.scaling_factor == pytest.approx(fitted, rel=1e-6)
