@@ -228,8 +228,8 @@ def fit_latent_scale(vae, dataset, items: int = 16, batch_size: int = 8) -> None
     that makes latents unit-variance, as SD's 0.18215 does for its VAE."""
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(0)
-    images = torch.stack([image for index in range(min(len(dataset), items))
-                          for image in (dataset[index]["source"], dataset[index]["reference"])])
+    rows = [dataset[index] for index in range(min(len(dataset), items))]
+    images = torch.stack([row[name] for row in rows for name in ("source", "reference")])
     vae.eval()
     latents = torch.cat([vae.encode(chunk.to(vae.device, vae.dtype)).latent_dist.mean.float()
                          for chunk in images.split(batch_size)])
