@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..config import parse_overrides
+from ..config import parse_overrides, read_yaml
 from .app import app, quiet_libraries
 
 console = Console(stderr=True)
@@ -31,16 +31,18 @@ def train_command(
     Multi-GPU / multi-node: `accelerate launch --config_file configs/accelerate/ddp.yaml "$(which mimicbrush)"
     train --config CFG`.
     """
+    # A missing or unreadable config and a malformed --set are reported before torch is imported.
+    data = read_yaml(config)
+    overrides = parse_overrides(set_)
     quiet_libraries()
     from ..outputs import check_folder_output_path
     from ..training import load_train_config, train
 
-    overrides = parse_overrides(set_)
     # Non-string values are taken as they are (strings would be read as YAML).
     for key, value in (("steps", steps), ("output_dir", output_dir), ("resume", resume), ("export", export)):
         if value is not None:
             overrides[key] = value
-    train_config = load_train_config(config, overrides)
+    train_config = load_train_config(data, overrides)
     check_folder_output_path(train_config.output_dir)
     if train_config.export is not None:
         check_folder_output_path(train_config.export)
