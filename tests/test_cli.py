@@ -128,7 +128,8 @@ def test_help_of_every_command_imports_no_torch_diffusers_or_transformers():
                                   ["edit", "--mask-box", "1,2,3", "a.png", "b.png"],
                                   ["benchmark", "speed", "-o", "results.txt"],
                                   ["train", "--config", "missing.yaml"],
-                                  ["train", "--config", "missing.yaml", "--set", "steps"]])
+                                  ["train", "--config", "missing.yaml", "--set", "steps"],
+                                  ["prepare", ".", "-o", "out", "--set", "inputs_per_shard=0"]])
 def test_a_one_line_error_imports_no_torch(args):
     script = ("import sys\nfrom mimicbrush_cli.cli.app import main\n"
               f"sys.argv = ['mimicbrush', *{args!r}]\n"

@@ -6,10 +6,21 @@ that stop with it (workers.py), augment.py and masking.py are the training-time 
 dataset.py is the torch Dataset.
 """
 
-from .augment import AugmentationConfig, build_augmentation
-from .dataset import MimicBrushTrainingSet, TrainingDataConfig, iter_video_pairs
-from .masking import PAPER_MASKING, MaskingConfig, grid_mask
+from importlib import import_module
+
 from .prepare import PrepareConfig, PrepareSummary, SamConfig, prepare
+
+# The training-time modules load on first use, so that `prepare` and its errors start without torch.
+_LAZY = {"MimicBrushTrainingSet": "dataset", "TrainingDataConfig": "dataset", "iter_video_pairs": "dataset",
+         "AugmentationConfig": "augment", "build_augmentation": "augment", "PAPER_MASKING": "masking",
+         "MaskingConfig": "masking", "grid_mask": "masking"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+
 
 __all__ = [
     "AugmentationConfig", "MaskingConfig", "MimicBrushTrainingSet", "PAPER_MASKING", "PrepareConfig",

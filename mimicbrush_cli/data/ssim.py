@@ -19,8 +19,6 @@ from typing import Literal
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 WINDOW = 7
 K1, K2 = 0.01, 0.03
@@ -45,6 +43,8 @@ def _box_torch(images: torch.Tensor) -> torch.Tensor:
 
     A summed-area table costs four reads per output against avg_pool2d's 49, and float64 keeps
     its differences exact enough for SSIM."""
+    import torch.nn.functional as F
+
     table = F.pad(images.double().cumsum(1).cumsum(2), (1, 0, 1, 0))
     w = WINDOW
     window_sum = table[:, w:, w:] - table[:, :-w, w:] - table[:, w:, :-w] + table[:, :-w, :-w]
@@ -81,6 +81,8 @@ def ssim_pairs_torch(frames: np.ndarray, pairs: np.ndarray, batch_size: int = 25
 
     frames: float32 (N, h, w) gray in [0, 255]; pairs: int (P, 2). Returns float64 (P,).
     """
+    import torch  # only this backend needs it: `prepare` (and its config errors) start without torch
+
     if len(pairs) == 0:
         return np.zeros(0, np.float64)
     stack = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
