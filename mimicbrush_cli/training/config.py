@@ -16,6 +16,7 @@ from ..errors import MimicBrushError
 
 TrainableModule = Literal["imitative_unet", "reference_unet", "image_projection", "depth_guider", "vae",
                           "image_encoder"]
+STAGE_COMPONENTS = {"autoencoder": "vae", "contrastive": "image_encoder"}  # objective.task → the one module it trains
 DEFAULT_TRAINABLE: tuple[TrainableModule, ...] = ("imitative_unet", "image_projection", "depth_guider")
 
 
@@ -147,15 +148,14 @@ class TrainConfig:
 
 
     def _check_task(self) -> None:
-        stage_modules = {"autoencoder": "vae", "contrastive": "image_encoder"}
         task = self.objective.task
-        if task in stage_modules:
-            module = stage_modules[task]
+        if task in STAGE_COMPONENTS:
+            module = STAGE_COMPONENTS[task]
             if tuple(self.trainable) != (module,):
                 raise MimicBrushError(f"objective.task {task} trains the {module} alone: set trainable: [{module}]")
             if self.validation.every:
                 raise MimicBrushError(f"validation renders edits: set validation.every: 0 with objective.task {task}")
-        elif set(self.trainable) & set(stage_modules.values()):
+        elif set(self.trainable) & set(STAGE_COMPONENTS.values()):
             raise MimicBrushError("the vae and image_encoder are trained by objective.task autoencoder / contrastive, "
                                   "alone; the edit objective keeps them frozen")
         if self.objective.crop_size < 0 or self.objective.kl_weight < 0 or self.objective.temperature <= 0:

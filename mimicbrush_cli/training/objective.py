@@ -55,9 +55,9 @@ from ..models.depth import predict_depth, prepare_depth_input
 from ..models.image_encoder import encode_reference_tokens
 from ..models.reference_attention import unused_reference_unet_parameters
 from ..models.unets import imitative_unet_input
+from .config import STAGE_COMPONENTS
 
 TRAINABLE_COMPONENTS = ("imitative_unet", "reference_unet", "image_projection", "depth_guider")
-STAGE_COMPONENTS = {"autoencoder": "vae", "contrastive": "image_encoder"}  # task → the one module it trains
 
 
 @dataclass
