@@ -36,6 +36,15 @@ def check_folder_output_path(path: Path) -> None:
     _check_writable_from(path, path)
 
 
+def check_model_output_folder(destination: Path, replace_model: bool = False) -> None:
+    """Refuse a non-empty `destination`, unless `replace_model` and it is a model folder."""
+    destination = Path(destination)
+    if destination.is_dir() and any(destination.iterdir()):
+        if not (replace_model and (destination / "model_index.json").is_file()):
+            raise MimicBrushError(f"output folder {destination} exists and is not empty"
+                                  + ("" if not replace_model else " (and is not a model folder to replace)"))
+
+
 def _check_writable_from(folder: Path, path: Path) -> None:
     # The nearest existing folder on the way to `path` must be a folder, and writable.
     ancestor = folder

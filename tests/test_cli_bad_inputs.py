@@ -59,6 +59,22 @@ def test_train_output_under_a_file_is_refused_before_training(tmp_path):
     assert line.endswith(f"{tmp_path / 'a-file'} is a file, not a folder")
 
 
+def test_an_export_folder_with_other_files_is_refused_before_training(tmp_path):
+    # A model folder there is this run's earlier export, replaced at the end; anything else is refused at once
+    # (it used to be refused only after training, at the export).
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({"model": {"init": "random", "size": "tiny"}, "steps": 1,
+                                      "output_dir": str(tmp_path / "run"), "export": str(tmp_path / "notes")}))
+    line = one_error_line("train", "--config", config, "--no-progress")
+    assert line == (f"error: output folder {tmp_path / 'notes'} exists and is not empty "
+                    "(and is not a model folder to replace)")
+    assert not (tmp_path / "run").exists()
+    line = one_error_line("convert", tmp_path / "released", tmp_path / "notes")
+    assert line == f"error: output folder {tmp_path / 'notes'} exists and is not empty"
+
+
 def test_train_steps_0_is_refused(tmp_path):
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump({"model": {"init": "random", "size": "tiny"}}))

@@ -21,9 +21,10 @@ def convert_command(
     """Convert the released MimicBrush weights (pickles) into a safe, faster-loading safetensors folder."""
     quiet_libraries()
     from ..loading import convert_released_weights
-    from ..outputs import check_folder_output_path
+    from ..outputs import check_folder_output_path, check_model_output_folder
 
     check_folder_output_path(destination)
+    check_model_output_folder(destination)
     with console.status("converting (the released checkpoint needs ~10 GB of RAM)"):
         convert_released_weights(source, destination)
     console.print(f"[green]wrote[/] {destination}")

@@ -35,7 +35,7 @@ def train_command(
     data = read_yaml(config)
     overrides = parse_overrides(set_)
     quiet_libraries()
-    from ..outputs import check_folder_output_path
+    from ..outputs import check_folder_output_path, check_model_output_folder
     from ..training import load_train_config, train
 
     # Non-string values are taken as they are (strings would be read as YAML).
@@ -46,6 +46,7 @@ def train_command(
     check_folder_output_path(train_config.output_dir)
     if train_config.export is not None:
         check_folder_output_path(train_config.export)
+        check_model_output_folder(train_config.export, replace_model=True)
     result = train(train_config, show_progress=progress)
     console.print(f"[green]trained[/] to step {result.step} ({result.steps_per_second:.2f} steps/s) "
                   f"in {result.output_dir}")

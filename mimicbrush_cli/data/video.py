@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 from ..errors import first_line
+
+if TYPE_CHECKING:  # PyAV loads on first decode: training reads shards and never needs it
+    from av.video.reformatter import VideoReformatter
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 
@@ -62,6 +64,8 @@ def decode_candidates(path: Path, sample_fps: float, max_frames: int, max_side: 
     `max_side` > 0 downscales frames (during the RGB conversion, so it costs nothing extra) so their
     longer side is at most `max_side`. Raises `SkippedInput` on any unusable input.
     """
+    import av
+
     if path.stat().st_size == 0:
         raise SkippedInput("empty-file")
     try:
@@ -77,6 +81,9 @@ def decode_candidates(path: Path, sample_fps: float, max_frames: int, max_side: 
 
 
 def _decode(container, sample_fps: float, max_frames: int, max_side: int, seek_gap_s: float) -> CandidateFrames:
+    import av
+    from av.video.reformatter import VideoReformatter
+
     if not container.streams.video:
         raise SkippedInput("no-video-stream", "audio-only or data-only file" if container.streams else "no streams")
     stream = container.streams.video[0]
@@ -148,6 +155,8 @@ def decode_throughput(path: Path) -> tuple[int, float]:
 
     The baseline `prepare` is measured against: what PyAV alone costs on the same file."""
     import time
+
+    import av
 
     start = time.perf_counter()
     with av.open(str(path)) as container:

@@ -29,7 +29,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from ..errors import MimicBrushError, first_line
-from ..outputs import commit_folder, current_umask
+from ..outputs import check_model_output_folder, commit_folder, current_umask
 from .build import build_clip_image_processor, build_scheduler
 from .depth import DepthGuider
 from .depth_checkpoint import load_depth_anything_from_original
@@ -202,11 +202,13 @@ def load_released_components(layout: ReleasedLayout) -> dict:
         depth_input_size=depth_estimator.config.backbone_config.image_size)
 
 
-def save_pipeline_atomically(pipeline, destination: Path) -> None:
-    """`save_pretrained` as safetensors into a temporary sibling folder, then rename into place."""
+def save_pipeline_atomically(pipeline, destination: Path, replace_model: bool = False) -> None:
+    """`save_pretrained` as safetensors into a temporary sibling folder, then rename into place.
+
+    `replace_model`: an existing model folder (one with `model_index.json`) there is replaced, as a
+    resumed training run re-exports; any other non-empty folder is refused."""
     destination = Path(destination)
-    if destination.exists() and any(destination.iterdir()):
-        raise MimicBrushError(f"output folder {destination} exists and is not empty")
+    check_model_output_folder(destination, replace_model)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:

@@ -107,6 +107,8 @@ class TrainConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     trainable: tuple[TrainableModule, ...] = DEFAULT_TRAINABLE
     steps: int = 1000                        # optimiser steps
+    time_limit: float = 0.0                  # minutes: stop at the first step past this much training time,
+                                             # checkpoint and export as at the end (0: none); --resume goes on
     batch_size: int = 1                      # per process, per micro-batch
     gradient_accumulation: int = 1
     num_workers: int = 0                     # data-loading processes per training process
@@ -127,7 +129,8 @@ class TrainConfig:
                     "checkpoint_every": self.checkpoint_every >= 0, "keep_checkpoints": self.keep_checkpoints >= 0,
                     "num_workers": self.num_workers >= 0, "data.resolution": self.data.resolution % 8 == 0,
                     "validation.every": self.validation.every >= 0, "validation.steps": self.validation.steps >= 1,
-                    "optimizer.lr": self.optimizer.lr > 0, "optimizer.warmup_steps": self.optimizer.warmup_steps >= 0}
+                    "optimizer.lr": self.optimizer.lr > 0, "optimizer.warmup_steps": self.optimizer.warmup_steps >= 0,
+                    "time_limit": self.time_limit >= 0}
         for key, ok in in_range.items():
             if not ok:
                 raise MimicBrushError(f"config key {key} is out of range")

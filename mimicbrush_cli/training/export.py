@@ -27,7 +27,7 @@ def export_trained_pipeline(accelerator, pipeline, ema, trained_parameters, dest
             for module in pipeline.components.values():
                 if isinstance(module, torch.nn.Module) and module.dtype != torch.float32:
                     module.to(torch.float32)
-            save_pipeline_atomically(pipeline, destination)
+            save_pipeline_atomically(pipeline, destination, replace_model=True)
         finally:
             if ema is not None:
                 ema.restore(trained_parameters)

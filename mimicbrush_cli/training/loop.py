@@ -127,9 +127,10 @@ def train(config: TrainConfig, dataset=None, validation_dataset=None, *, show_pr
     progress = _Progress(config.steps, step, enabled=show_progress and accelerator.is_main_process,
                          every=config.log_every)
     started = time.perf_counter()
+    out_of_time = False
     try:
         with progress:
-            while step < config.steps:
+            while step < config.steps and not out_of_time:
                 model.train()
                 micro_losses = []
                 for micro_batch in range(config.gradient_accumulation):
@@ -157,15 +158,18 @@ def train(config: TrainConfig, dataset=None, validation_dataset=None, *, show_pr
                 result.losses[step] = loss_value
                 elapsed = time.perf_counter() - started
                 speed = len(result.losses) / elapsed
-                progress.update(step, loss_value, lr, speed)
-                if log is not None and (step % config.log_every == 0 or step == config.steps):
+                # Every process stops at the same step: the main process's clock decides.
+                out_of_time = config.time_limit > 0 and _agree(accelerator, elapsed >= config.time_limit * 60)
+                last_step = step == config.steps or out_of_time
+                progress.update(step, loss_value, lr, speed, force=last_step)
+                if log is not None and (step % config.log_every == 0 or last_step):
                     log.log(step, loss=loss_value, lr=lr, steps_per_second=speed,
                             grad_norm=float(grad_norm) if grad_norm is not None else "")
-                if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps:
+                if (config.checkpoint_every and step % config.checkpoint_every == 0) or last_step:
                     result.last_checkpoint = save_checkpoint(
                         accelerator, output_dir, step, model, optimizer, lr_scheduler, ema,
                         {"data": stream.position.state_dict(), "seed": config.seed}, config.keep_checkpoints)
-                if validation is not None and (step % config.validation.every == 0 or step == config.steps):
+                if validation is not None and (step % config.validation.every == 0 or last_step):
                     validation.run(step, ema, trained_parameters)
                 if config.validation.every > 0:
                     accelerator.wait_for_everyone()
@@ -176,6 +180,9 @@ def train(config: TrainConfig, dataset=None, validation_dataset=None, *, show_pr
         if log is not None:
             log.close()
     result.step = step
+    if out_of_time:
+        progress.note(f"train: time limit of {config.time_limit:g} min reached at step {step}/{config.steps}; "
+                      "--resume latest goes on")
     if config.objective.task == "autoencoder" and accelerator.is_main_process:
         fit_latent_scale(pipeline.vae, dataset)
     if config.export is not None:
@@ -183,6 +190,15 @@ def train(config: TrainConfig, dataset=None, validation_dataset=None, *, show_pr
 
         result.exported = export_trained_pipeline(accelerator, pipeline, ema, trained_parameters, config.export)
     return result
+
+
+def _agree(accelerator: Accelerator, flag: bool) -> bool:
+    """The main process's `flag`, on every process."""
+    if accelerator.num_processes == 1:
+        return flag
+    from accelerate.utils import broadcast
+
+    return bool(broadcast(torch.tensor([flag], device=accelerator.device)).item())
 
 
 def check_distributed_support(config: TrainConfig, distributed_type: DistributedType) -> None:
@@ -250,11 +266,15 @@ class _Progress:
         if self.progress is not None:
             self.progress.__exit__(*exc)
 
-    def update(self, step: int, loss: float, lr: float, speed: float) -> None:
+    def update(self, step: int, loss: float, lr: float, speed: float, force: bool = False) -> None:
         if not self.enabled:
             return
         if self.progress is not None:
             self.progress.update(self.task, completed=step, loss=f"{loss:.4f}", lr=f"{lr:.2e}", speed=f"{speed:.2f}")
-        elif step % self.every == 0 or step == self.total:
+        elif step % self.every == 0 or step == self.total or force:
             self.console.print(f"train {step}/{self.total} loss {loss:.4f} lr {lr:.2e} {speed:.2f} it/s",
                                highlight=False, soft_wrap=True)
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            self.console.print(text, highlight=False, soft_wrap=True)

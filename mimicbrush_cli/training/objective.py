@@ -51,7 +51,7 @@ from torch import nn
 
 from .. import imaging
 from ..errors import MimicBrushError
-from ..models.depth import predict_depth, prepare_depth_input
+from ..models.depth import depth_input_shape, predict_depth, prepare_depth_input
 from ..models.image_encoder import encode_reference_tokens
 from ..models.reference_attention import unused_reference_unet_parameters
 from ..models.unets import imitative_unet_input
@@ -160,10 +160,12 @@ def encode_batch(pipeline, batch: dict, randomness: StepRandomness) -> EncodedBa
     noise = randomness.noise.to(device)
     timesteps = randomness.timesteps.to(device)
     keep_reference = randomness.keep_reference.to(device)
-    depth_inputs = depth_model_inputs(batch["depth_source"], pipeline.config.depth_input_size, randomness.zero_depth)
-    if pipeline.depth_estimator is None:
-        depth = torch.zeros(batch_size, 1, *depth_inputs.shape[-2:], device=device)
+    if pipeline.depth_estimator is None:  # no depth model: all-zero maps, nothing to preprocess on the CPU
+        size = pipeline.config.depth_input_size
+        depth = torch.zeros(batch_size, 1, *depth_input_shape(size, size, size), device=device)
     else:
+        depth_inputs = depth_model_inputs(batch["depth_source"], pipeline.config.depth_input_size,
+                                          randomness.zero_depth)
         depth = predict_depth(pipeline.depth_estimator, depth_inputs.to(device, pipeline.depth_estimator.dtype))
     clip_pixels = clip_pixel_values(reference, pipeline.feature_extractor)
     # A CFG-branch row sees the tokens of an all-zero normalised image, exactly as `unconditional_tokens`.

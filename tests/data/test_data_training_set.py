@@ -135,3 +135,16 @@ def test_box_masks_replace_grid_masks_on_the_configured_share_of_video_rows(prep
     mask = box_mask((60, 100), np.random.default_rng(0), MaskingConfig(box_fraction=(0.3, 0.6)))
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     assert is_one_box(mask) and 18 <= len(rows) <= 36 and 30 <= len(cols) <= 60
+
+
+def test_training_reads_shards_without_pyav(prepared):
+    # A training machine needs no video decoder: PyAV loads only when `prepare` decodes.
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom mimicbrush_cli.training import load_train_config, train\n"
+            "from mimicbrush_cli.training.batches import open_training_data\n"
+            f"config = load_train_config({{'data': {{'shard_dirs': [{str(prepared)!r}], 'resolution': 64}}}})\n"
+            "open_training_data(config.data)[0]\nprint('av' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False", result.stdout + result.stderr

@@ -90,3 +90,24 @@ def test_progress_off_a_terminal_is_a_line_every_log_interval(tmp_path, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train ")]
     assert [line.split()[1] for line in lines] == ["2/4", "4/4"]
     assert all(" loss " in line and " it/s" in line for line in lines)
+
+
+def test_a_time_limit_stops_at_a_step_with_its_checkpoint_and_export_and_resume_goes_on(tmp_path, capsys):
+    dataset = PhotoPairs(length=2)
+    settings = dict(steps=3, batch_size=1, checkpoint_every=0, log_every=10)
+    uninterrupted = train(tiny_config(tmp_path / "a", **settings), dataset, show_progress=False)
+
+    limited = train(tiny_config(tmp_path / "b", time_limit=1e-9, export=str(tmp_path / "model"), **settings), dataset,
+                    show_progress=True)
+    assert limited.step == 1 and list(limited.losses) == [1]
+    assert [path.name for path in list_checkpoints(tmp_path / "b")] == ["step-000001"]
+    assert (tmp_path / "model" / "model_index.json").is_file()
+    err = capsys.readouterr().err
+    assert "train 1/3 " in err and "time limit of 1e-09 min reached at step 1/3" in err
+
+    first_export = (tmp_path / "model" / "imitative_unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    resumed = train(tiny_config(tmp_path / "b", resume="latest", export=str(tmp_path / "model"), **settings), dataset,
+                    show_progress=False)
+    assert resumed.losses == {step: uninterrupted.losses[step] for step in (2, 3)}
+    # The resumed run replaces its own earlier export.
+    assert (tmp_path / "model" / "imitative_unet" / "diffusion_pytorch_model.safetensors").read_bytes() != first_export
