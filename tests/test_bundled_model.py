@@ -1,7 +1,6 @@
-"""The demo model bundled with the package: `edit`'s default, small, safetensors, and its result depends
-on the reference. (Whether it *imitates* is `benchmark recon`'s question: see the README. Today's model
-does not beat a mean-colour fill, and a reference gain comes through its CLIP tokens as well as through
-its reference attention, so no test here claims imitation.)
+"""The demo model bundled with the package: `edit`'s default, small, safetensors, and it takes the masked
+content from its reference through its reference attention: on held-out photos it beats the same weights
+with reference attention off, in PSNR and in structure, where a mean-colour fill scores no structure.
 
 These tests load the real bundled weights (`mimicbrush_cli/assets/demo_model`) through the same path
 `edit` uses; they fail, not skip, when the weights are missing.
@@ -16,13 +15,12 @@ import pytest
 import skimage
 from typer.testing import CliRunner
 
-from mimicbrush_cli.benchmark.metrics import masked_psnr
-from mimicbrush_cli.benchmark.recon import mismatched_indices, recon_mask
+from mimicbrush_cli.benchmark.editors import make_pipeline_editor
+from mimicbrush_cli.benchmark.recon import run_recon
 from mimicbrush_cli.data.demo_sources import HELD_OUT_SKIMAGE
 from mimicbrush_cli.cli.app import app
 from mimicbrush_cli.imaging import load_image, load_mask
-from mimicbrush_cli.loading import BUNDLED_MODEL_DIR, load_pipeline
-from mimicbrush_cli.pipeline import EditSettings
+from mimicbrush_cli.loading import BUNDLED_MODEL_DIR
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 STEREO = {name: EXAMPLES / f"motorcycle_{name}.png" for name in ("left", "right", "mask")}
@@ -60,11 +58,6 @@ def test_keep_shape_with_the_bundled_model_explains_itself(tmp_path):
     assert not (tmp_path / "edited.png").exists()
 
 
-@pytest.fixture(scope="module")
-def bundled_pipeline():
-    return load_pipeline(device="cpu")
-
-
 def camera_motion_pair(name: str, shift: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
     """Two views of a held-out scikit-image photo, the second moved by `shift` of its size."""
     image = getattr(skimage.data, name)()
@@ -73,19 +66,34 @@ def camera_motion_pair(name: str, shift: float = 0.04) -> tuple[np.ndarray, np.n
     return image[:-dy, :-dx], image[dy:, dx:]
 
 
-def test_bundled_model_result_depends_on_the_reference(bundled_pipeline):
-    """On every held-out photo (never seen in training), the true reference beats another photo's on
-    average: the reference steers the result (tones, mostly; no evidence of imitation)."""
-    pairs = [camera_motion_pair(name) for name in HELD_OUT_SKIMAGE]
-    sources = [source for source, _ in pairs]
-    masks = [recon_mask(source.shape[:2], name) for source, name in zip(sources, HELD_OUT_SKIMAGE)]
-    true_references = [reference for _, reference in pairs]
-    mismatched_references = [true_references[index] for index in mismatched_indices(len(pairs))]
-    settings = EditSettings(steps=25)
-    gains = []
-    results = {name: bundled_pipeline(sources, references, masks, settings)
-               for name, references in (("true", true_references), ("mismatched", mismatched_references))}
-    for index, (source, mask) in enumerate(zip(sources, masks)):
-        [true_edit], [mismatched_edit] = results["true"][index], results["mismatched"][index]
-        gains.append(masked_psnr(true_edit, source, mask) - masked_psnr(mismatched_edit, source, mask))
-    assert np.mean(gains) >= 1.0, gains
+# Measured on the bundled model (25 steps, guidance 5, seed 0; the README's "A model trained here"): attention
+# gain +2.14 dB (7 of 11 pairs > 0), edge 0.087 against 0.012 (attention off) and 0 (fill), margin over the
+# fill +0.37 dB, reference gain +5.30 dB. The same weights with reference attention off, put in the model's
+# place, fail every line: gain 0, edge 0.012, margin -1.77 dB.
+ATTENTION_GAIN_DB, ATTENTION_GAIN_PAIRS, EDGE_GAIN, FILL_MARGIN_DB, REFERENCE_GAIN_DB = 1.5, 6, 0.04, 0.0, 3.0
+
+
+@pytest.fixture(scope="module")
+def held_out_recon(tmp_path_factory):
+    """`benchmark recon`'s editors on every held-out photo (never seen in training) as a camera-motion pair:
+    the bundled model and the same weights with reference attention off, 25 DDIM steps."""
+    pairs = [(name, *camera_motion_pair(name)) for name in HELD_OUT_SKIMAGE]
+    editor = make_pipeline_editor(device="cpu", steps=25)
+    results = run_recon(pairs, tmp_path_factory.mktemp("recon"), editor,
+                        attention_off=editor.with_reference_attention_off())
+    return results.summary["overall"]
+
+
+@pytest.mark.slow
+def test_bundled_model_takes_the_masked_content_from_its_reference_attention(held_out_recon):
+    psnr = {name: held_out_recon[name]["psnr"] for name in ("attention_gain", "fill_margin", "reference_gain")}
+    edge = {name: held_out_recon[name]["edge"]["mean"] for name in ("model", "attention_off", "mean_fill")}
+    # Reference attention is worth at least ATTENTION_GAIN_DB on average and helps most pairs; with it
+    # switched off the same weights fall to that much below the model.
+    assert psnr["attention_gain"]["mean"] >= ATTENTION_GAIN_DB, psnr
+    assert psnr["attention_gain"]["positive"] >= ATTENTION_GAIN_PAIRS, psnr
+    # Structure inside the mask (correlation of gradient magnitudes), which a flat fill cannot win.
+    assert edge["model"] >= edge["attention_off"] + EDGE_GAIN and edge["model"] >= edge["mean_fill"] + EDGE_GAIN, edge
+    # Against a fill with the reference's mean colour, in PSNR: no worse than FILL_MARGIN_DB.
+    assert psnr["fill_margin"]["mean"] >= FILL_MARGIN_DB, psnr
+    assert psnr["reference_gain"]["mean"] >= REFERENCE_GAIN_DB, psnr

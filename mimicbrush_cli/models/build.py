@@ -4,7 +4,8 @@
   OpenCLIP ViT-H/14, Depth Anything v1 ViT-B/14) at 512 px. Used for speed and memory benchmarks
   and as the skeleton that released weights load into.
 - `tiny`: the same architecture shrunk so a whole edit runs in well under a second on a CPU (tests).
-- `demo`: the architecture of the bundled demo model, small enough to train on a CPU in about an hour.
+- `demo`: a small f = 8 model (16 × 16 latents at 128 px), the first bundled model, trainable on a CPU in an hour.
+- `demo-f4`: the architecture of the bundled demo model (`mimicbrush_cli/assets/demo_model`): f = 4 latents.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ MODEL_SIZES: dict[str, ModelSize] = {
                        "num_attention_heads": 4, "image_size": 28, "projection_dim": 32},
         depth="tiny", depth_guider={"block_channels": (8, 8, 16, 16)}, depth_input_size=28),
     "demo": ModelSize(
-        # The bundled model (mimicbrush_cli/assets/demo_model): f = 8 latents, 16 × 16 at 128 px.
+        # The first bundled model: f = 8 latents, 16 × 16 at 128 px.
         name="demo", resolution=128,
         unet={**_DEMO_UNET, "sample_size": 16,
               "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
@@ -106,14 +107,15 @@ MODEL_SIZES: dict[str, ModelSize] = {
         image_encoder=_DEMO_IMAGE_ENCODER,
         depth="none"),
     "demo-f4": ModelSize(
-        # The demo recipe's next architecture (configs/demo_vae.yaml): f = 4 latents, 32 × 32 at 128 px, since
-        # the f = 8 VAE above reconstructs held-out frames at only ~18 dB. Attention (and so reference attention)
+        # The bundled model (configs/demo_vae.yaml, configs/train_demo.yaml): f = 4 latents, 32 × 32 at 128 px, since
+        # the f = 8 VAE above reconstructs held-out frames at only ~18 dB; its widths are what fits the 60 MB
+        # budget beside the U-Nets. Attention (and so reference attention)
         # only at 16 × 16 and below: at 32 × 32 it costs ~15× a training step on a CPU.
         name="demo-f4", resolution=128,
         unet={**_DEMO_UNET, "sample_size": 32,
               "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
               "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")},
-        vae={**_SD_VAE, "block_out_channels": (32, 64, 64), "layers_per_block": 1, "norm_num_groups": 16,
+        vae={**_SD_VAE, "block_out_channels": (48, 96, 96), "layers_per_block": 1, "norm_num_groups": 16,
              "sample_size": 128, "mid_block_add_attention": False,
              "down_block_types": ("DownEncoderBlock2D",) * 3, "up_block_types": ("UpDecoderBlock2D",) * 3},
         image_encoder=_DEMO_IMAGE_ENCODER,
