@@ -107,11 +107,13 @@ def build_page(session: EditSession) -> gr.Blocks:
                     gr.DownloadButton(value=str(result.mask_path), interactive=True), result.command,
                     f"done: {len(result.samples)} sample(s) in {seconds:.1f} s")
 
-        # One model per server: edits queue and run one at a time.
-        run.click(edit, inputs=[source, reference, mask_image, mask_box, invert, steps, scheduler, guidance, seed,
-                                num_samples, crop, keep_shape, reference_cache],
-                  outputs=[before_after, gallery, download_result, download_mask, command, status],
-                  concurrency_limit=1, concurrency_id="model")
+        # One model per server: edits queue and run one at a time. The status says so at once, so that the
+        # last edit's "done" line does not stand beside the results of the next one while it runs.
+        run.click(lambda: "editing…", outputs=status, queue=False).then(
+            edit, inputs=[source, reference, mask_image, mask_box, invert, steps, scheduler, guidance, seed,
+                          num_samples, crop, keep_shape, reference_cache],
+            outputs=[before_after, gallery, download_result, download_mask, command, status],
+            concurrency_limit=1, concurrency_id="model")
 
         def uploaded(what):
             def check(payload):

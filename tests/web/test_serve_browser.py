@@ -141,9 +141,19 @@ def set_number(browser, element_id: str, value: int) -> None:
 def run_edit(browser) -> str:
     from selenium.webdriver.common.by import By
 
+    # The last edit's "done" line is no answer: wait for the status to change (the page says "editing…" at
+    # the click), then for this edit's outcome.
+    before = status_text(browser)
     browser.find_element(By.ID, "run").click()
-    return wait_for(lambda: (text := status_text(browser)).startswith(("done", "error")) and text, timeout=120,
-                    what="the edit to finish")
+    changed = False
+
+    def outcome():
+        nonlocal changed
+        text = status_text(browser)
+        changed = changed or text != before
+        return changed and text.startswith(("done", "error")) and text
+
+    return wait_for(outcome, timeout=120, what="the edit to finish")
 
 
 def download(browser, element_id: str, name: str) -> Path:
