@@ -12,7 +12,8 @@ Measured per configuration:
   spread over its 50 steps (50 for the released schedule, ceil(50 / K) for ours, 1 with the cache);
 - the whole edit with the steps run, and extrapolated to the configuration's step count (50, the
   released one, except for a preset with fewer steps, such as `--fast`);
-- the first step (torch.compile compiles during it) against the steady step;
+- the first step (torch.compile compiles during it) against the steady step; torch.compile also once
+  warm (`warm`: an untimed edit first, as a later edit of a `serve` session would run);
 - peak memory: `max_memory_allocated` on CUDA, the process's peak RSS on CPU (weights included);
 - deviation of the generated square (decoded, uint8, before paste-back) from that of our exact default:
   max absolute difference and PSNR (with the steps run: it says nothing of a solver's quality, which
@@ -58,6 +59,7 @@ class SpeedConfig:
     exact: bool = True                 # meant to reproduce the default's output (to float rounding)
     scheduler: str = "ddim"
     edit_steps: int = RELEASED_STEPS   # the steps of the edit this configuration stands for
+    warm: bool = False                 # time a second edit in the same process (a first, untimed, warms up)
 
     @property
     def key(self) -> str:
@@ -88,6 +90,7 @@ def speed_configs(device: str, only: tuple[str, ...] = ()) -> list[SpeedConfig]:
                SpeedConfig("--vae-tiling", vae_tiling=True, exact=False),
                SpeedConfig("--cpu-offload", cpu_offload=True),
                SpeedConfig("--compile", compile=True),
+               SpeedConfig("--compile, warm (a later edit of the same process)", compile=True, warm=True),
                fast_config()]
     unknown = set(only) - {config.key for config in configs}
     if unknown:
@@ -248,6 +251,9 @@ def measure(config: SpeedConfig, resolution: int | None, steps: int, device: str
 
     settings = edit_settings(config, steps, seed)
     source, reference, mask = benchmark_inputs()
+    if config.warm:
+        with torch.no_grad():
+            pipeline(source, reference, mask, settings)
     steps_done: list[float] = []  # the clock when encoding ended, then after each step
 
     def on_reference_pass(seconds: float, timesteps: int) -> None:

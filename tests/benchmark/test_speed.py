@@ -136,6 +136,25 @@ def test_measure_times_every_step_and_reference_pass():
     assert measurement.edit_full_s == pytest.approx(measurement.edit_s - measurement.denoise_s + 50 * measurement.per_step_s)
 
 
+def test_a_warm_configuration_edits_once_untimed_before_the_timed_edit(monkeypatch):
+    from mimicbrush_cli.benchmark.speed import speed_configs
+    from mimicbrush_cli.pipeline import MimicBrushPipeline
+
+    denoised = []
+    original = MimicBrushPipeline.denoise
+    monkeypatch.setattr(MimicBrushPipeline, "denoise", lambda self, *args, **kwargs: denoised.append(1) or
+                        original(self, *args, **kwargs))
+    cold = measure(SpeedConfig("tiny", size="tiny"), None, steps=2, device="cpu")
+    assert len(denoised) == 1
+    warm = measure(SpeedConfig("tiny, warm", size="tiny", warm=True), None, steps=2, device="cpu")
+    assert len(denoised) == 3
+    # Only the second edit is timed: its steps and its one reference pass, and the same output.
+    assert len(warm.step_s) == 2 and [(step, timesteps) for step, _, timesteps in warm.reference_passes] == [(0, 2)]
+    np.testing.assert_array_equal(warm.prediction, cold.prediction)
+    assert [config.name for config in speed_configs("cpu", ("compile",))][2:] == [
+        "--compile", "--compile, warm (a later edit of the same process)"]
+
+
 def test_a_preset_is_extrapolated_to_its_own_step_count_with_its_solver():
     from mimicbrush_cli.benchmark.speed import fast_config
     from mimicbrush_cli.settings import FAST_PRESET
