@@ -62,7 +62,8 @@ def edit_command(
     channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory layout for the U-Nets and VAE "
                                                 "(same output to rounding; faster on some GPUs).")] = SpeedOptions.channels_last,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the U-Nets (experimental: the first "
-                                          "edit compiles for minutes; see README, Speed).")] = SpeedOptions.compile,
+                                          "edit compiles for minutes, and on a CPU it is no faster after; see "
+                                          "README, Speed).")] = SpeedOptions.compile,
     cpu_offload: Annotated[bool, typer.Option("--cpu-offload", help="Keep models on the CPU and move each to the GPU "
                                               "only while it runs (small GPUs; slower).")] = SpeedOptions.cpu_offload,
     vae_tiling: Annotated[bool, typer.Option("--vae-tiling", help="Encode and decode in tiles (large images in less "
