@@ -255,6 +255,14 @@ class MimicBrushPipeline(DiffusionPipeline):
         self.run_reference_unet(encoded.reference_latents.repeat(steps, 1, 1, 1),
                                 timesteps.repeat_interleave(num_edits), encoded.reference_tokens.repeat(steps, 1, 1))
 
+    def _pass_timesteps(self, timesteps: torch.Tensor, per_pass: int) -> torch.Tensor:
+        """A pass's timesteps; a compiled reference U-Net gets a short last pass padded to `per_pass` (its
+        last timestep repeated, rows no step reads): a new batch size would compile both U-Nets again,
+        for minutes, to save at most `per_pass - 1` reference rows of the edit."""
+        if len(timesteps) == per_pass or getattr(self.reference_unet, "_compiled_call_impl", None) is None:
+            return timesteps
+        return torch.cat([timesteps, timesteps[-1:].expand(per_pass - len(timesteps))])
+
     def run_released_reference_pass(self, encoded: EncodedEdits, timestep: torch.Tensor) -> None:
         """The released schedule's reference pass: one timestep at batch 2·E, the unconditional rows
         (zero-image tokens) as well as the conditional ones, although no imitative row reads the
@@ -341,7 +349,8 @@ class MimicBrushPipeline(DiffusionPipeline):
                     rows = edits
                 else:
                     if step % per_pass == 0:
-                        self.run_reference_pass(encoded, timesteps[step:step + per_pass])
+                        pass_timesteps = self._pass_timesteps(timesteps[step:step + per_pass], per_pass)
+                        self.run_reference_pass(encoded, pass_timesteps)
                     rows = (step % per_pass) * len(edits) + edits
                 # Only the noisy latents are scaled (Euler divides by sqrt(sigma² + 1)); the conditions are clean.
                 model_latents = scheduler.scale_model_input(latents, timestep)

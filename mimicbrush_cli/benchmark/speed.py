@@ -285,8 +285,10 @@ def measure(config: SpeedConfig, resolution: int | None, steps: int, device: str
 def measure_in_fresh_process(config: SpeedConfig, resolution: int | None, steps: int, device: str = "cpu",
                              seed: int = 0, threads: int = 0) -> Measurement:
     """`measure` in a new interpreter (spawned, not forked), so peak memory and caches are its own."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
+    from ..cli.app import quiet_libraries
+
+    context = multiprocessing.get_context("spawn")  # the new interpreter gets the CLI's quiet logging too
+    with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=quiet_libraries) as executor:
         return executor.submit(measure, config, resolution, steps, device, seed, threads).result()
 
 

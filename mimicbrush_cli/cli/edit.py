@@ -62,7 +62,7 @@ def edit_command(
     channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory layout for the U-Nets and VAE "
                                                 "(same output to rounding; faster on some GPUs).")] = SpeedOptions.channels_last,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the U-Nets (experimental: the first "
-                                          "edit compiles for minutes, and on a CPU it is no faster after; see "
+                                          "edit compiles for minutes, so on a CPU one edit is 1.5-1.7x slower; see "
                                           "README, Speed).")] = SpeedOptions.compile,
     cpu_offload: Annotated[bool, typer.Option("--cpu-offload", help="Keep models on the CPU and move each to the GPU "
                                               "only while it runs (small GPUs; slower).")] = SpeedOptions.cpu_offload,

@@ -43,12 +43,13 @@ def candidate_pairs(times: np.ndarray, min_gap_s: float, max_gap_s: float) -> np
 
 def select_pairs(frames: np.ndarray, times: np.ndarray, *, ssim_min: float, ssim_max: float, min_gap_s: float,
                  max_gap_s: float, max_pairs: int, ssim_side: int, backend: SsimBackend = "opencv") -> PairSelection:
-    """Score candidate pairs of uint8 (N, H, W, 3) `frames` taken at `times` (s) and pick pairs."""
+    """Score candidate pairs of `frames` taken at `times` (s) and pick pairs. `frames`: uint8 (N, H, W, 3)
+    RGB, or float32 (N, h, w) gray already at `ssim_side` (as `decode_candidates` makes it)."""
     candidates = candidate_pairs(times, min_gap_s, max_gap_s)
     if len(candidates) == 0:
         empty = np.zeros(0)
         return PairSelection(np.zeros((0, 2), np.int64), empty, empty, 0, 0)
-    gray = np.stack([to_ssim_gray(frame, ssim_side) for frame in frames])  # (N, h, w)
+    gray = frames if frames.ndim == 3 else np.stack([to_ssim_gray(frame, ssim_side) for frame in frames])
     scores = ssim_pairs(gray, candidates, backend)
     inside = (scores >= ssim_min) & (scores <= ssim_max)
     centre = (ssim_min + ssim_max) / 2

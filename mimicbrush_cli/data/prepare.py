@@ -346,7 +346,7 @@ def _read_input(item, config: PrepareConfig) -> tuple[Any, float]:
     start = time.perf_counter()
     if kind == "video":
         content = decode_candidates(root / relative, config.sample_fps, config.max_candidate_frames,
-                                    config.frame_max_side, config.seek_gap_s)
+                                    config.frame_max_side, config.seek_gap_s, config.ssim_side)
     else:
         sam = config.sam
         content = read_sam_sample(root / relative, min_area=sam.min_area, max_area=sam.max_area,
@@ -359,7 +359,7 @@ def _add_video(writer: ShardWriter, item, candidates: CandidateFrames, config: P
                histogram: np.ndarray, stats: dict[str, Any]) -> None:
     relative = item[2]
     decoded = time.perf_counter()
-    selection = select_pairs(candidates.frames, candidates.times, ssim_min=config.ssim_min, ssim_max=config.ssim_max,
+    selection = select_pairs(candidates.gray, candidates.times, ssim_min=config.ssim_min, ssim_max=config.ssim_max,
                              min_gap_s=config.min_gap_s, max_gap_s=config.max_gap_s,
                              max_pairs=config.max_pairs_per_video, ssim_side=config.ssim_side,
                              backend=config.ssim_backend)
@@ -385,8 +385,8 @@ def _add_video(writer: ShardWriter, item, candidates: CandidateFrames, config: P
                   "reference_time": round(float(candidates.times[second]), 4), "ssim": round(float(score), 5),
                   "rotation": candidates.rotation, "pixel_format": candidates.pixel_format}
         writer.add(f"v{video_id}_{number:03d}", {
-            "source.jpg": encode_jpeg(candidates.frames[first], config.jpeg_quality),
-            "reference.jpg": encode_jpeg(candidates.frames[second], config.jpeg_quality),
+            "source.jpg": encode_jpeg(candidates.rgb(first), config.jpeg_quality),
+            "reference.jpg": encode_jpeg(candidates.rgb(second), config.jpeg_quality),
             "json": json.dumps(record, sort_keys=True).encode(),
         }, record)
     stats["video_pairs"] += len(selection.pairs)

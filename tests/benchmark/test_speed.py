@@ -113,6 +113,23 @@ def test_compile_option_compiles_both_unets_in_place(pipeline):
     assert pipeline.reference_unet._compiled_call_impl is not None
 
 
+def test_a_compiled_edit_compiles_each_unet_once_with_a_padded_last_reference_pass(pipeline, photos):
+    """6 steps at 4 timesteps per reference pass: the last pass has 2. A new batch size would compile both
+    U-Nets again (a step of minutes at full size); padded, the edit compiles each U-Net once."""
+    from torch._dynamo.utils import counters
+
+    settings = EditSettings(steps=6)
+    eager, eager_batches = reference_unet_batches(pipeline, lambda: pipeline(*photos, settings)[0][0])
+    assert eager_batches == [4, 2]  # eager stays at the FLOP floor: no padding
+    torch._dynamo.reset()
+    counters.clear()
+    configure_pipeline_speed(pipeline, compile=True)
+    compiled = pipeline(*photos, settings)[0][0]
+    assert counters["stats"]["unique_graphs"] == 2
+    assert np.abs(compiled.astype(int) - eager.astype(int)).max() <= 2
+    torch._dynamo.reset()
+
+
 def test_cpu_offload_on_cpu_is_a_user_error(pipeline):
     with pytest.raises(MimicBrushError, match="GPU"):
         configure_pipeline_speed(pipeline, cpu_offload=True)

@@ -39,10 +39,10 @@ def decoded_video(request, tmp_path_factory):
     if request.param == "opencv-doc":
         if not OPENCV_DOC_VIDEO.is_file():
             pytest.skip("Debian's opencv-doc videos are not installed")
-        return decode_candidates(OPENCV_DOC_VIDEO, sample_fps=2.0, max_frames=20)
+        return decode_candidates(OPENCV_DOC_VIDEO, sample_fps=2.0, max_frames=20, ssim_side=96)
     path = tmp_path_factory.mktemp("camera") / "coffee.mp4"
     encode_video(camera_motion_frames(data.coffee(), num_frames=36, size=(320, 240), seed=0), path)
-    return decode_candidates(path, sample_fps=6.0, max_frames=18)
+    return decode_candidates(path, sample_fps=6.0, max_frames=18, ssim_side=96)
 
 
 def test_fast_ssim_agrees_with_scikit_image_on_decoded_video_frames_and_picks_the_same_pairs(decoded_video):
@@ -86,3 +86,31 @@ def test_pair_selection_finds_nothing_outside_window(photo_frames):
     selection = select_pairs(frames, np.arange(10) / 10, ssim_min=0.99, ssim_max=1.0, min_gap_s=0.5, max_gap_s=0,
                              max_pairs=4, ssim_side=64)
     assert len(selection.pairs) == 0 and len(selection.all_scores) > 0
+
+
+def test_candidates_scored_from_the_decoders_gray_pick_the_pairs_of_their_rgb_frames(decoded_video, tmp_path):
+    """`prepare` scores FFmpeg's small gray copies and converts only chosen frames to RGB; the scores
+    must be those of the RGB frames' gray, up to the luma rounding of two conversions."""
+    assert decoded_video.gray is not None
+    from_rgb = np.stack([to_ssim_gray(frame, 96) for frame in decoded_video.frames])
+    assert decoded_video.gray.shape == from_rgb.shape and decoded_video.gray.dtype == np.float32
+    assert np.abs(decoded_video.gray - from_rgb).mean() < 3
+    window = dict(ssim_min=0.3, ssim_max=0.7, min_gap_s=0.4, max_gap_s=0, max_pairs=6, ssim_side=96)
+    gray = select_pairs(decoded_video.gray, decoded_video.times, **window)
+    rgb = select_pairs(decoded_video.frames, decoded_video.times, **window)
+    np.testing.assert_allclose(gray.all_scores, rgb.all_scores, atol=0.03)
+    assert len(gray.pairs) > 0
+
+
+def test_candidates_past_the_memory_budget_are_converted_at_once_to_the_same_frames(tmp_path, monkeypatch):
+    from mimicbrush_cli.data import video
+
+    path = tmp_path / "coffee.mp4"
+    encode_video(camera_motion_frames(data.coffee(), num_frames=12, size=(160, 120), seed=0), path)
+    lazy = decode_candidates(path, sample_fps=12.0, max_frames=12, max_side=100)
+    assert not any(isinstance(item, np.ndarray) for item in lazy.held)  # nothing converted before it is asked for
+    monkeypatch.setattr(video, "HOLD_BYTES", 4 * sum(plane.buffer_size for plane in lazy.held[0].planes))
+    eager = decode_candidates(path, sample_fps=12.0, max_frames=12, max_side=100)
+    assert [isinstance(item, np.ndarray) for item in eager.held] == [False] * 4 + [True] * 8
+    assert eager.frames.shape == (12, 75, 100, 3)
+    np.testing.assert_array_equal(eager.frames, lazy.frames)
