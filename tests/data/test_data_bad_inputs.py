@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mimicbrush_cli.data.prepare import prepare
+from mimicbrush_cli.data.ssim import to_ssim_gray
 from mimicbrush_cli.data.video import decode_candidates
 
 
@@ -28,8 +29,11 @@ def test_bad_videos_are_skipped_counted_and_listed(tmp_path, bad_video_folder, c
 def test_rotated_video_frames_come_out_upright(tmp_path, make_video, photo_frames):
     frames = photo_frames["astronaut"][:10]
     plain = decode_candidates(make_video(tmp_path / "plain.mp4", frames), 10, 10)
-    rotated = decode_candidates(make_video(tmp_path / "rotated.mp4", frames, rotation=90), 10, 10)
+    rotated = decode_candidates(make_video(tmp_path / "rotated.mp4", frames, rotation=90), 10, 10, ssim_side=32)
     assert rotated.rotation == 90 and rotated.frames.shape[1:3] == (64, 48)
+    # The gray copies SSIM scores come straight from the decoder: upright too.
+    assert rotated.gray.shape == (10, 32, 24)
+    assert np.abs(rotated.gray - np.stack([to_ssim_gray(frame, 32) for frame in rotated.frames])).mean() < 3
     # Display rotation 90 is counter-clockwise: the upright frame is the stored one turned left.
     upright = np.rot90(plain.frames, 1, axes=(1, 2)).astype(float)
     assert np.abs(rotated.frames - upright).mean() < 2
