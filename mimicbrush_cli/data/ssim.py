@@ -27,13 +27,21 @@ DATA_RANGE = 255.0
 SsimBackend = Literal["opencv", "torch", "skimage"]
 
 
+def ssim_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """(width, height) of a frame's gray copy for SSIM: the longer side `side`, never upscaled, no side
+    shorter than the window."""
+    scale = side / max(height, width)
+    if scale >= 1:
+        return width, height
+    return max(WINDOW, round(width * scale)), max(WINDOW, round(height * scale))
+
+
 def to_ssim_gray(frame: np.ndarray, side: int) -> np.ndarray:
     """uint8 (H, W, 3) RGB -> float32 (h, w) luma whose longer side is `side` (area-averaged)."""
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     height, width = gray.shape
-    scale = side / max(height, width)
-    if scale < 1:
-        size = (max(WINDOW, round(width * scale)), max(WINDOW, round(height * scale)))
+    size = ssim_size(width, height, side)
+    if size != (width, height):
         gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
     return gray.astype(np.float32)
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import first_line
-from .ssim import WINDOW
+from .ssim import ssim_size
 
 if TYPE_CHECKING:  # PyAV loads on first decode: training reads shards and never needs it
     from av.video.reformatter import VideoReformatter
@@ -174,10 +174,8 @@ def _reformatter() -> VideoReformatter:
 
 
 def _to_gray(reformatter: VideoReformatter, frame, side: int) -> np.ndarray:
-    """float32 (h, w) luma, the longer side `side` (area-averaged by FFmpeg; never upscaled)."""
-    width, height = frame.width, frame.height
-    scale = min(1.0, side / max(width, height))
-    width, height = max(WINDOW, round(width * scale)), max(WINDOW, round(height * scale))
+    """float32 (h, w) luma at `to_ssim_gray`'s size (area-averaged by FFmpeg)."""
+    width, height = ssim_size(frame.width, frame.height, side)
     gray = reformatter.reformat(frame, width=width, height=height, format="gray", interpolation="AREA")
     return gray.to_ndarray().astype(np.float32)
 
