@@ -13,7 +13,7 @@ loop (`reference_schedule="released"`), for measuring against.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +75,14 @@ class EncodedEdits:
     unconditional_tokens: torch.Tensor    # (1, T, D)
 
 
+def _weights_key(module: torch.nn.Module | None) -> tuple:
+    """What a module's output for a fixed input depends on: its identity and each parameter's storage,
+    dtype, device and version (bumped by every in-place update)."""
+    if module is None:
+        return ()
+    return (id(module), *((p.data_ptr(), p.dtype, p.device, p._version) for p in module.parameters()))
+
+
 class MimicBrushPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "image_encoder->image_projection->depth_estimator->depth_guider->reference_unet->imitative_unet->vae"
     _optional_components = ["depth_estimator"]
@@ -95,6 +103,23 @@ class MimicBrushPipeline(DiffusionPipeline):
         self.bank: FeatureBank = attach_reference_attention(reference_unet, imitative_unet, ratio=reference_ratio,
                                                             positions=reference_positions)
         self._offload_execution_device: torch.device | None = None
+        # Outputs for the constant inputs every edit feeds (an all-zero image to CLIP for the CFG branch, an
+        # all-zero depth input without keep-shape), kept with the weights they came from (`_weights_key`).
+        self._constant_outputs: dict[str, tuple[tuple, torch.Tensor]] = {}
+
+    def _constant_output(self, name: str, modules: Sequence[torch.nn.Module], extra: tuple,
+                         compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """`compute()`, a function of `modules`' weights alone, computed once for as long as those weights stay
+        the same: the same objects, storage, dtype and device, and no in-place update (an optimiser step or
+        `load_state_dict` advances a parameter's version counter). With gradients on, computed every time.
+        A copy is returned, so that no caller can change what is kept."""
+        if torch.is_grad_enabled():
+            return compute()
+        key = (extra, *(_weights_key(module) for module in modules))
+        cached = self._constant_outputs.get(name)
+        if cached is None or cached[0] != key:
+            cached = self._constant_outputs[name] = (key, compute())
+        return cached[1].clone()
 
     def set_reference_positions(self, positions: str) -> None:
         """Turn the positional prior of the reference attention on ("local") or off ("none"); saved with the model."""
@@ -159,15 +184,32 @@ class MimicBrushPipeline(DiffusionPipeline):
         return encode_reference_tokens(self.image_encoder, self.image_projection, clip_pixel_values)
 
     def unconditional_tokens(self) -> torch.Tensor:
-        """Tokens of an all-zero *normalised* image: the CFG branch without a reference."""
+        """Tokens of an all-zero *normalised* image: the CFG branch without a reference (computed once per
+        weights: the input never changes)."""
         size = self.feature_extractor.crop_size["height"]
-        return self.reference_tokens(torch.zeros(1, 3, size, size, device=self.device))
+        return self._constant_output(
+            "unconditional_tokens", (self.image_encoder, self.image_projection), (size, self.device),
+            lambda: self.reference_tokens(torch.zeros(1, 3, size, size, device=self.device)))
 
-    def depth_latents(self, depth_pixel_values: torch.Tensor, pixel_size: int) -> torch.Tensor:
-        """Depth latents from depth-model inputs; keep-shape off passes all-zero inputs (released), and a
-        model without a depth model (never asked to keep the shape) gets all-zero depth."""
+    def blank_depth(self, num_edits: int) -> torch.Tensor:
+        """The depth model's (E, 1, S, S) output for all-zero inputs, as keep-shape off feeds it (released):
+        computed once per weights."""
+        size = self.config.depth_input_size
+        depth = self._constant_output(
+            "blank_depth", (self.depth_estimator,), (size, self.device),
+            lambda: predict_depth(self.depth_estimator, torch.zeros(1, 3, size, size, device=self.device,
+                                                                      dtype=self.depth_estimator.dtype)))
+        return depth.expand(num_edits, -1, -1, -1)
+
+    def depth_latents(self, depth_pixel_values: torch.Tensor | None, pixel_size: int, num_edits: int = 1) -> torch.Tensor:
+        """Depth latents from depth-model inputs; keep-shape off (`depth_pixel_values` None) feeds the depth
+        model all-zero inputs (released), and a model without a depth model (never asked to keep the shape)
+        gets all-zero depth."""
         if self.depth_estimator is None:
-            depth = torch.zeros(depth_pixel_values.shape[0], 1, *depth_pixel_values.shape[-2:], device=self.device)
+            size = self.config.depth_input_size
+            depth = torch.zeros(num_edits, 1, size, size, device=self.device)
+        elif depth_pixel_values is None:
+            depth = self.blank_depth(num_edits)
         else:
             depth = predict_depth(self.depth_estimator, depth_pixel_values.to(self.device, self.depth_estimator.dtype))
         return self.depth_guider(depth.to(self.depth_guider.dtype), pixel_size).float()
@@ -213,20 +255,18 @@ class MimicBrushPipeline(DiffusionPipeline):
         to_pixels = lambda images: torch.from_numpy(  # noqa: E731
             np.stack([imaging.to_model_range(image) for image in images])).contiguous(memory_format=torch.channels_last)
         mask_pixels = torch.from_numpy(masks[:, None].astype(np.float32))
+        depth_pixel_values = None  # keep-shape off: the depth model sees all-zero inputs
         if keep_shape:
             depth_inputs = np.stack([prepare_depth_input(edit.source_square, self.config.depth_input_size)
                                      for edit in prepared])
             depth_pixel_values = torch.from_numpy(depth_inputs)
-        else:
-            size = self.config.depth_input_size
-            depth_pixel_values = torch.zeros(len(prepared), 3, size, size)
         reference_latents = self.encode_latents(to_pixels([edit.reference for edit in prepared]), noise.reference)
         masked_source_latents = self.encode_latents(to_pixels([edit.masked_source for edit in prepared]),
                                                     noise.masked_source)
         return EncodedEdits(
             mask_latents=F.interpolate(mask_pixels, size=(latent_size, latent_size), mode="nearest").to(self.device),
             masked_source_latents=masked_source_latents,
-            depth_latents=self.depth_latents(depth_pixel_values, resolution),
+            depth_latents=self.depth_latents(depth_pixel_values, resolution, len(prepared)),
             reference_latents=reference_latents,
             reference_tokens=self.reference_tokens(self.clip_pixel_values([edit.reference_square for edit in prepared])).float(),
             unconditional_tokens=self.unconditional_tokens().float(),

@@ -20,7 +20,7 @@ SCHEDULERS = ("ddim", "dpmpp-2m", "dpmpp-2m-karras", "unipc", "euler")
 
 # `--fast`: fewer steps of a multistep solver, reference features from the first step only. Its speed
 # (`benchmark speed`) and its quality against the exact 50-step edit (`benchmark recon`) are in the README.
-FAST_PRESET = {"scheduler": "dpmpp-2m", "steps": 10, "reference_cache": True}
+FAST_PRESET = {"scheduler": "dpmpp-2m", "steps": 6, "reference_cache": True}
 
 
 @dataclass(frozen=True)

@@ -130,11 +130,14 @@ def test_imitative_input_channel_order(tiny_pipeline, photos):
     torch.testing.assert_close(model_input[0], model_input[1])  # both CFG rows see the same condition
 
 
-def test_keep_shape_off_feeds_zeros_to_depth_model(tiny_pipeline, photos):
+def test_keep_shape_off_feeds_zeros_to_depth_model(photos):
+    from mimicbrush_cli.loading import build_random_pipeline
+
+    pipeline = build_random_pipeline("tiny", seed=0)  # its own: a used one keeps the depth of zeros
     source, reference, mask = photos
-    with captured_inputs(tiny_pipeline.depth_estimator) as calls:
-        tiny_pipeline(source, reference, mask, EditSettings(steps=1, keep_shape=False))
-        tiny_pipeline(source, reference, mask, EditSettings(steps=1, keep_shape=True))
+    with captured_inputs(pipeline.depth_estimator) as calls:
+        pipeline(source, reference, mask, EditSettings(steps=1, keep_shape=False))
+        pipeline(source, reference, mask, EditSettings(steps=1, keep_shape=True))
     depth_input_off = calls[0][1].get("pixel_values", calls[0][0][0] if calls[0][0] else None)
     depth_input_on = calls[1][1].get("pixel_values", calls[1][0][0] if calls[1][0] else None)
     assert torch.count_nonzero(depth_input_off) == 0
@@ -265,3 +268,39 @@ def test_euler_feeds_the_unet_unit_variance_noise_at_the_first_step(tiny_pipelin
 def test_an_unknown_scheduler_is_refused():
     with pytest.raises(ValueError, match="scheduler must be one of"):
         EditSettings(scheduler="heun")
+
+
+def test_constant_inputs_run_their_models_once_per_weights(photos):
+    """The CFG branch's all-zero CLIP image and keep-shape off's all-zero depth input are the same in every
+    edit: their outputs are kept with the weights and computed again only when those change."""
+    from mimicbrush_cli.loading import build_random_pipeline
+
+    pipeline = build_random_pipeline("tiny", seed=0)  # its own: the test changes weights
+    settings = EditSettings(steps=2, seed=7)
+    first = pipeline(*photos, settings)[0][0]
+    with captured_inputs(pipeline.image_encoder) as clip_calls, captured_inputs(pipeline.depth_estimator) as depth_calls:
+        _, encoded = encoded_edit(pipeline, photos, settings)
+        again = pipeline(*photos, settings)[0][0]
+    np.testing.assert_array_equal(again, first)
+    assert len(clip_calls) == 2 and len(depth_calls) == 0  # the references' tokens only
+    fresh = build_random_pipeline("tiny", seed=0)
+    torch.testing.assert_close(encoded.unconditional_tokens, fresh.unconditional_tokens(), rtol=0, atol=0)
+    size = pipeline.config.depth_input_size
+    with torch.no_grad():
+        torch.testing.assert_close(encoded.depth_latents, fresh.depth_latents(torch.zeros(1, 3, size, size),
+                                                                               pipeline.resolution), rtol=0, atol=0)
+    # a caller changing what it got does not change what is kept
+    kept = encoded.unconditional_tokens.clone()
+    encoded.unconditional_tokens.add_(1.0)
+    with torch.no_grad():
+        torch.testing.assert_close(pipeline.unconditional_tokens(), kept, rtol=0, atol=0)
+    # an in-place change of the weights (as an optimiser step makes) is seen
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in (pipeline.image_projection.projector.weight, pipeline.depth_estimator.head.conv1.weight):
+            parameter.add_(torch.randn(parameter.shape, generator=generator))
+    with captured_inputs(pipeline.image_encoder) as clip_calls, captured_inputs(pipeline.depth_estimator) as depth_calls:
+        _, changed = encoded_edit(pipeline, photos, settings)
+    assert len(clip_calls) == 2 and len(depth_calls) == 1
+    assert not torch.equal(changed.unconditional_tokens, kept)
+    assert not torch.equal(changed.depth_latents, encoded.depth_latents)

@@ -19,7 +19,9 @@ magnitudes (`metrics.masked_edge_correlation`) over the mask minus the paste-bac
 structure score a flat fill cannot win (it scores 0). Per pair, per video and overall, three differences
 (mean, median and how many pairs are positive): `attention_gain` = model − attention off (does the
 mechanism help?), `fill_margin` = model − mean fill (more than colour?) and `reference_gain` = model −
-model with a mismatched reference (does the result depend on the reference?).
+model with a mismatched reference (does the result depend on the reference?). With `against` (the folder
+of an earlier run on the same pairs and masks, e.g. the exact 50-step edit), a fourth: `against` = model −
+that run's model, per pair: what another solver or preset costs, on the same pixels.
 
 Mask: a box whose sides are `box_fraction` of the image's (0.5 → a quarter of the area), centred
 and then moved by up to `jitter` of the image size in each direction by a generator seeded with
@@ -63,6 +65,7 @@ OVERVIEW_VIDEOS = 6
 # comparison name -> (editor, editor it is compared with)
 COMPARISONS = {"attention_gain": ("model", "attention_off"), "fill_margin": ("model", "mean_fill"),
                "reference_gain": ("model", "model_mismatched"), "homography_margin": ("model", "homography")}
+AGAINST = "against"  # model − the model of an earlier run (`load_against`)
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ def summarise_recon(samples: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Statistics (mean, median, count, positive) of every editor's scores and every comparison,
     overall and per video."""
     def table(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        names = [name for name in (*EDITORS, *COMPARISONS) if any(name in record["scores"] for record in records)]
+        names = [name for name in (*EDITORS, *COMPARISONS, AGAINST) if any(name in record["scores"] for record in records)]
         return {name: {metric: summarise([record["scores"][name].get(metric) for record in records
                                           if name in record["scores"]]) for metric in METRICS} for name in names}
 
@@ -148,14 +151,60 @@ def summarise_recon(samples: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             "videos": {video: table(records) for video, records in sorted(by_video.items())}}
 
 
+@dataclass(frozen=True)
+class AgainstRun:
+    """The model's per-pair scores of an earlier recon run, to compare this run's model with."""
+
+    folder: Path
+    editor: dict[str, Any]
+    scores: dict[str, dict[str, float | None]]  # pair id -> the model's scores
+
+
+def load_against(folder: str | Path, settings: ReconSettings) -> AgainstRun:
+    """The earlier run in `folder` (its results.json), checked to use the same masks as `settings`."""
+    import json
+
+    folder = Path(folder)
+    try:
+        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MimicBrushError(f"{folder} holds no finished recon run (no results.json)") from None
+    except (OSError, ValueError) as error:
+        raise MimicBrushError(f"cannot read {folder / 'results.json'}: {error}") from None
+    if not isinstance(results, dict) or results.get("task") != "recon":
+        raise MimicBrushError(f"{folder / 'results.json'} is not the result of `benchmark recon`")
+    if results.get("settings") != asdict(settings):
+        raise MimicBrushError(f"{folder} was run with other masks ({results.get('settings')}); compare runs with "
+                              "the same --seed, --box-fraction and --long-side")
+    return AgainstRun(folder, dict(results.get("editor") or {}),
+                      {pair_id: record["scores"]["model"] for pair_id, record in results["samples"].items()})
+
+
+def with_against(samples: Mapping[str, Mapping[str, Any]], against: AgainstRun) -> dict[str, dict[str, Any]]:
+    """`samples` with the per-pair difference model − `against`'s model added to their scores."""
+    missing = sorted(set(samples) - set(against.scores))
+    if missing:
+        raise MimicBrushError(f"{against.folder} has no result for {len(missing)} of these pairs (e.g. {missing[0]}); "
+                              "compare runs on the same held-out data")
+    compared = {}
+    for pair_id, record in samples.items():
+        model, other = record["scores"]["model"], against.scores[pair_id]
+        difference = {metric: model[metric] - other[metric]
+                      if model.get(metric) is not None and other.get(metric) is not None else None for metric in METRICS}
+        compared[pair_id] = {**record, "scores": {**record["scores"], AGAINST: difference}}
+    return compared
+
+
 def run_recon(pairs: Iterable[VideoPair], output_dir: str | Path, editor: Editor,
               settings: ReconSettings = ReconSettings(), editor_info: Mapping[str, Any] | None = None,
               progress: ProgressCallback | None = None, attention_off: Editor | None = None,
-              autoencoder: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> ReconResults:
+              autoencoder: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+              against: AgainstRun | None = None) -> ReconResults:
     """Edit every pair with every editor of the module docstring; write per-pair records and reports.
 
     `attention_off` is the model with its reference attention switched off, `autoencoder(source, mask)`
-    the model's VAE round trip; either omitted, its rows are left out."""
+    the model's VAE round trip; either omitted, its rows are left out. `against` (`load_against`): also
+    compare the model with an earlier run's, pair by pair."""
     output_dir = Path(output_dir)
     pairs = [(str(pair[0]), fit_long_side(pair[1], settings.long_side, False),
               fit_long_side(pair[2], settings.long_side, False), video_of(pair)) for pair in pairs]
@@ -163,6 +212,8 @@ def run_recon(pairs: Iterable[VideoPair], output_dir: str | Path, editor: Editor
     if len(set(ids)) != len(ids) or len({safe_name(pair_id) for pair_id in ids}) != len(ids):
         raise MimicBrushError("pair ids must be unique (also after replacing characters other than letters, digits, . _ -)")
     borrowed = mismatched_indices(len(pairs))
+    if against is not None:  # before any editing: the comparison needs every pair
+        with_against({pair_id: {"scores": {"model": {}}} for pair_id in ids}, against)
     optional = {"attention_off": attention_off, "autoencoder": autoencoder}
     claim_output_dir(output_dir, {"recon": asdict(settings), "editor": dict(editor_info or {}),
                                   "editors": [name for name in EDITORS if optional.get(name, True) is not None]})
@@ -204,13 +255,18 @@ def run_recon(pairs: Iterable[VideoPair], output_dir: str | Path, editor: Editor
         if progress is not None:
             progress(index + 1, len(pairs), pair_id)
     samples = {pair_id: store.load(pair_id) for pair_id in ids}
+    if against is not None:
+        samples = with_against(samples, against)
     summary = summarise_recon(samples)
     overview_path = output_dir / "overview.jpg"
     save_image_atomically(overview(output_dir, samples), overview_path)
     results_path, markdown_path = output_dir / "results.json", output_dir / "results.md"
     info = {**asdict(settings), **dict(editor_info or {})}
-    write_json(results_path, {"task": "recon", "settings": asdict(settings), "editor": dict(editor_info or {}),
-                              "count": len(samples), "summary": summary, "samples": samples})
+    record: dict[str, Any] = {"task": "recon", "settings": asdict(settings), "editor": dict(editor_info or {})}
+    if against is not None:
+        info["against"] = str(against.folder)
+        record["against"] = {"folder": str(against.folder), "editor": against.editor}
+    write_json(results_path, {**record, "count": len(samples), "summary": summary, "samples": samples})
     write_bytes_atomically(markdown_path, recon_markdown(summary, len(samples), info).encode())
     return ReconResults(samples=samples, summary=summary, edited=edited, resumed=len(samples) - edited,
                         output_dir=output_dir,

@@ -150,7 +150,8 @@ RECON_ROWS = (("model", "model"), ("attention_off", "same weights, reference att
 RECON_DIFFERENCES = (("attention_gain", "attention gain (model − attention off)"),
                      ("fill_margin", "margin over mean fill (model − mean fill)"),
                      ("reference_gain", "reference gain (model − mismatched reference)"),
-                     ("homography_margin", "model − homography"))
+                     ("homography_margin", "model − homography"),
+                     ("against", "model − the `--against` run's model (same pairs and masks)"))
 RECON_DIGITS = {"psnr": 2, "ssim": 3, "edge": 3}
 
 

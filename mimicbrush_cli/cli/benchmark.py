@@ -61,17 +61,18 @@ def _editor(weights: Path | None, model: str | None, device: Device, dtype: DTyp
 
 
 @contextmanager
-def _progress(description: str) -> Iterator[Callable[[int, int, str], None]]:
-    """A progress callback (done, total, sample id): a bar on a terminal, a line per sample otherwise (a log
-    file or a pipe would see nothing from a bar until the end)."""
+def progress_reporter(description: str) -> Iterator[Callable[[int, int, str], None]]:
+    """A progress callback (done, total, what): a bar on a terminal, a line per call otherwise (a log file or
+    a pipe would see nothing from a bar until the end)."""
     if not console.is_terminal:
-        yield lambda done, total, sample_id: console.print(f"{description} {done}/{total} {sample_id}",
+        yield lambda done, total, what: console.print(f"{description} {done}/{total} {what}",
                                                            highlight=False, soft_wrap=True)
         return
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, transient=True) as progress:
         bar = progress.add_task(description, total=None)
-        yield lambda done, total, sample_id: progress.update(bar, completed=done, total=total)
+        yield lambda done, total, what: progress.update(bar, completed=done, total=total,
+                                                        description=f"{description} {what}".strip())
 
 
 def _run_task(task: str, data_dir: Path, split: Split, output: Path | None, seed: int, long_side: int, editor,
@@ -84,7 +85,7 @@ def _run_task(task: str, data_dir: Path, split: Split, output: Path | None, seed
     sources = (MetricModels.from_folder(metrics_models, device=device.value) if metrics_models
                else MetricModels(device=device.value))
     output = output or Path("benchmark_results") / f"{task}-{split.value}"
-    with _progress(f"{task} {split.value}") as report:
+    with progress_reporter(f"{task} {split.value}") as report:
         results = run_benchmark(data_dir, output, settings, editor, metric_models=sources, editor_info=editor.record,
                                 progress=report)
     rows = [(f"{name} (paper)", values) for name, values in PAPER_ROWS[task]]
@@ -137,20 +138,24 @@ def recon_command(
     scheduler: SchedulerOption = DEFAULT_SCHEDULER, guidance: Guidance = PipelineOptions.guidance,
     crop: Crop = PipelineOptions.crop, reference_cache: ReferenceCacheOption = PipelineOptions.reference_cache,
     fast: FastOption = False, device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto,
+    against: Annotated[Path | None, typer.Option(
+        help="Folder of an earlier recon run on the same pairs and masks (e.g. the exact 50-step edit): also "
+             "score this run's model against that run's, pair by pair.")] = None,
 ) -> None:
     """Mask each held-out source and repaint it with the model, the model without reference attention, a
     mean-colour fill, a homography warp and the model with a mismatched reference; compare them."""
-    from ..benchmark.recon import load_video_pairs, run_recon
+    from ..benchmark.recon import load_against, load_video_pairs, run_recon
 
     pairs = list(load_video_pairs(shards))  # read (and checked) before the model loads
     quiet_libraries()
     settings = ReconSettings(seed=seed, box_fraction=box_fraction, long_side=long_side)
+    earlier = load_against(against, settings) if against is not None else None
     editor = _editor(weights, model, device, dtype, steps, scheduler, guidance, crop, reference_cache, fast)
     output = output or Path("benchmark_results") / "recon"
-    with _progress("recon") as report:
+    with progress_reporter("recon") as report:
         results = run_recon(pairs, output, editor, settings, editor_info=editor.record,
                             progress=report, attention_off=editor.with_reference_attention_off(),
-                            autoencoder=editor.autoencode)
+                            autoencoder=editor.autoencode, against=earlier)
     overall = results.summary["overall"]
     columns = [("psnr", "masked PSNR ↑", 2), ("ssim", "masked SSIM ↑", 3), ("edge", "edge ↑", 3)]
     rows = [(title, {metric: overall[name][metric]["mean"] for metric in ("psnr", "ssim", "edge")})

@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..errors import MimicBrushError
 from .app import quiet_libraries
-from .benchmark import benchmark_app
+from .benchmark import benchmark_app, progress_reporter
 from .options import Device
 
 if TYPE_CHECKING:
@@ -92,17 +91,16 @@ def speed_command(
         configs = speed_configs(resolve_device(device.value).type, tuple(only or ()))
     except ValueError as error:
         raise MimicBrushError(str(error)) from error
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("building", total=None)
+    with progress_reporter("speed") as report_progress:
         report = run_speed_benchmark(tuple(sizes), steps=steps, device=device.value, threads=threads, configs=configs,
                                      repeats=repeats, tolerance=tolerance, size=model_size,
                                      on_resolution=_render_resolution,
-                                     progress=lambda name, done, total: progress.update(
-                                         task, description=name, completed=done, total=total))
+                                     progress=lambda name, done, total: report_progress(done, total, name))
     _render(report)
     markdown = report.to_markdown()
     if throughput:
+        if not console.is_terminal:  # a status spinner shows nothing in a log
+            console.print("measuring prepare and training throughput")
         with console.status("measuring prepare and training throughput"):
             figures = measure_throughput()
         Console().print(Markdown("### Data and training throughput\n\n" + figures.to_markdown()))

@@ -58,6 +58,15 @@ def test_benchmark_recon_end_to_end_scores_every_editor(tiny_model_dir, tmp_path
     scores = stored["samples"]["vcat_000"]["scores"]
     assert {"model", "attention_off", "mean_fill", "homography", "model_mismatched", "autoencoder"} <= set(scores)
     assert scores["model"] != scores["attention_off"]  # the ablation really switched something off
+    # another solver scored pair by pair against this run
+    common = ["benchmark", "recon", tmp_path / "prepared", "--weights", tiny_model_dir, "--long-side", 96, "--device", "cpu"]
+    compared = run(*common, "-o", tmp_path / "dpm", "--steps", 2, "--scheduler", "dpmpp-2m", "--against", tmp_path / "out")
+    assert compared.exit_code == 0, compared.output
+    against = json.loads((tmp_path / "dpm" / "results.json").read_text())["summary"]["overall"]["against"]
+    assert against["psnr"]["count"] == 3 and against["psnr"]["mean"] != 0
+    other_masks = run(*common, "-o", tmp_path / "seed1", "--steps", 1, "--seed", 1, "--against", tmp_path / "out")
+    assert other_masks.exit_code == 2 and "other masks" in other_masks.output
+    assert "Traceback" not in other_masks.output and not (tmp_path / "seed1").exists()
     assert (tmp_path / "out" / "overview.jpg").is_file()
     assert stored["editor"]["scheduler"] == "ddim"
 
@@ -116,3 +125,15 @@ def test_benchmark_recon_fast_runs_the_preset(tiny_model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     editor = json.loads((tmp_path / "out" / "results.json").read_text())["editor"]
     assert {key: editor[key] for key in FAST_PRESET} == FAST_PRESET
+
+
+@pytest.mark.slow
+def test_benchmark_speed_reports_progress_in_a_log(tmp_path):
+    result = run("benchmark", "speed", "--model-size", "tiny", "--sizes", 64, "--steps", 1, "--repeats", 1,
+                 "--threads", 1, "--only", "fast", "--no-throughput", "-o", tmp_path / "speed.md")
+    assert result.exit_code == 0, result.output
+    # not a terminal: a line as each configuration starts, then the table
+    for done, name in enumerate(["released schedule (a)", "ours, default (b)", "--fast"]):
+        assert f"speed {done}/3 {name}" in result.output
+    assert "speed 3/3 done" in result.output
+    assert "| --fast (dpmpp-2m" in (tmp_path / "speed.md").read_text()

@@ -6,7 +6,8 @@ from skimage import data
 
 from mimicbrush_cli.benchmark.baselines import fit_homography, homography_fill, mean_fill
 from mimicbrush_cli.benchmark.metrics import masked_edge_correlation, masked_psnr
-from mimicbrush_cli.benchmark.recon import ReconSettings, mismatched_indices, recon_mask, run_recon, video_of
+from mimicbrush_cli.benchmark.recon import (ReconSettings, load_against, mismatched_indices, recon_mask, run_recon,
+                                            video_of)
 from mimicbrush_cli.errors import MimicBrushError
 
 
@@ -114,3 +115,35 @@ def test_recon_reads_video_pairs_from_prepared_shards(tmp_path, copy_reference_e
     assert pairs[1][1].shape == data.chelsea().shape
     results = run_recon(pairs, tmp_path / "out", copy_reference_editor, ReconSettings(long_side=128))
     assert results.means["reference_gain.psnr"] > 5
+
+
+def test_against_scores_the_model_pair_by_pair_against_an_earlier_run(tmp_path, copy_reference_editor,
+                                                                       mean_colour_editor):
+    settings = ReconSettings(long_side=128)
+    exact = run_recon(video_pairs(), tmp_path / "exact", copy_reference_editor, settings)
+    earlier = load_against(tmp_path / "exact", settings)
+    worse = run_recon(video_pairs(), tmp_path / "worse", mean_colour_editor, settings, against=earlier)
+    against = worse.summary["overall"]["against"]
+    for metric in ("psnr", "ssim", "edge"):
+        expected = [worse.samples[pair_id]["scores"]["model"][metric] - exact.samples[pair_id]["scores"]["model"][metric]
+                    for pair_id in exact.samples]
+        assert against[metric]["mean"] == pytest.approx(np.mean(expected))
+    assert against["psnr"]["mean"] < -5 and against["psnr"]["positive"] == 0
+    same = run_recon(video_pairs(), tmp_path / "same", copy_reference_editor, settings, against=earlier)
+    assert same.summary["overall"]["against"]["psnr"]["mean"] == 0
+    stored = json.loads((tmp_path / "worse" / "results.json").read_text())
+    assert stored["against"]["folder"] == str(tmp_path / "exact")
+    assert "model − the `--against` run's model" in (tmp_path / "worse" / "results.md").read_text()
+
+
+def test_against_a_run_with_other_masks_or_pairs_is_user_error(tmp_path, copy_reference_editor):
+    run_recon(video_pairs(), tmp_path / "exact", copy_reference_editor, ReconSettings(long_side=128))
+    with pytest.raises(MimicBrushError, match="other masks"):
+        load_against(tmp_path / "exact", ReconSettings(long_side=128, seed=1))
+    with pytest.raises(MimicBrushError, match="no finished recon run"):
+        load_against(tmp_path / "nothing", ReconSettings(long_side=128))
+    earlier = load_against(tmp_path / "exact", ReconSettings(long_side=128))
+    more = video_pairs() + [("video-moon/0", data.camera()[..., None].repeat(3, 2), data.camera()[..., None].repeat(3, 2))]
+    with pytest.raises(MimicBrushError, match="no result for 1 of these pairs"):
+        run_recon(more, tmp_path / "more", copy_reference_editor, ReconSettings(long_side=128), against=earlier)
+    assert not (tmp_path / "more" / "samples").exists()  # refused before any edit

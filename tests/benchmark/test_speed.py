@@ -179,7 +179,7 @@ def test_a_preset_is_extrapolated_to_its_own_step_count_with_its_solver():
     config = replace(fast_config(), size="tiny")
     measurement = measure(config, None, steps=2, device="cpu")
     assert [timesteps for _, _, timesteps in measurement.reference_passes] == [1]  # the reference cache
-    # 10 steps (FAST_PRESET), its one reference pass spread over them
+    # FAST_PRESET's steps, its one reference pass spread over them
     [(_, pass_s, _)] = measurement.reference_passes
     steps = FAST_PRESET["steps"]
     assert measurement.per_step_s == pytest.approx(measurement.imitative_step_s + pass_s / steps)

@@ -193,7 +193,7 @@ def test_command_line_names_only_settings_that_differ_from_the_defaults():
         "mimicbrush edit s.png r.png m.png -o o.png --guidance 7.5 --keep-shape --reference-cache --model demo"
     fast = EditSettings().fast()
     assert edit_command_line("s.png", "r.png", "m.png", "o.png", fast) == \
-        "mimicbrush edit s.png r.png m.png -o o.png --steps 10 --scheduler dpmpp-2m --reference-cache"
+        "mimicbrush edit s.png r.png m.png -o o.png --steps 6 --scheduler dpmpp-2m --reference-cache"
 
 
 def test_page_disables_keep_shape_without_a_depth_model(tmp_path):
