@@ -13,6 +13,7 @@ loop (`reference_schedule="released"`), for measuring against.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -76,11 +77,12 @@ class EncodedEdits:
 
 
 def _weights_key(module: torch.nn.Module | None) -> tuple:
-    """What a module's output for a fixed input depends on: its identity and each parameter's storage,
-    dtype, device and version (bumped by every in-place update)."""
+    """What a module's output for a fixed input depends on: the module itself (a weak reference, which
+    equals a later one only while the module lives, so a new module at a freed one's address differs) and
+    each parameter's storage, dtype, device and version (bumped by every in-place update)."""
     if module is None:
         return ()
-    return (id(module), *((p.data_ptr(), p.dtype, p.device, p._version) for p in module.parameters()))
+    return (weakref.ref(module), *((p.data_ptr(), p.dtype, p.device, p._version) for p in module.parameters()))
 
 
 class MimicBrushPipeline(DiffusionPipeline):

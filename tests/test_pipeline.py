@@ -304,3 +304,8 @@ def test_constant_inputs_run_their_models_once_per_weights(photos):
     assert len(clip_calls) == 2 and len(depth_calls) == 1
     assert not torch.equal(changed.unconditional_tokens, kept)
     assert not torch.equal(changed.depth_latents, encoded.depth_latents)
+    # so is a module replaced by another
+    pipeline.image_projection = build_random_pipeline("tiny", seed=1).image_projection
+    with captured_inputs(pipeline.image_encoder) as clip_calls:
+        _, replaced = encoded_edit(pipeline, photos, settings)
+    assert len(clip_calls) == 2 and not torch.equal(replaced.unconditional_tokens, changed.unconditional_tokens)
