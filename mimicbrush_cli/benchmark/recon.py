@@ -180,12 +180,16 @@ def load_against(folder: str | Path, settings: ReconSettings) -> AgainstRun:
                       {pair_id: record["scores"]["model"] for pair_id, record in results["samples"].items()})
 
 
-def with_against(samples: Mapping[str, Mapping[str, Any]], against: AgainstRun) -> dict[str, dict[str, Any]]:
-    """`samples` with the per-pair difference model − `against`'s model added to their scores."""
-    missing = sorted(set(samples) - set(against.scores))
+def check_against_covers(pair_ids: Iterable[str], against: AgainstRun) -> None:
+    missing = sorted(set(pair_ids) - set(against.scores))
     if missing:
         raise MimicBrushError(f"{against.folder} has no result for {len(missing)} of these pairs (e.g. {missing[0]}); "
                               "compare runs on the same held-out data")
+
+
+def with_against(samples: Mapping[str, Mapping[str, Any]], against: AgainstRun) -> dict[str, dict[str, Any]]:
+    """`samples` with the per-pair difference model − `against`'s model added to their scores."""
+    check_against_covers(samples, against)
     compared = {}
     for pair_id, record in samples.items():
         model, other = record["scores"]["model"], against.scores[pair_id]
@@ -213,7 +217,7 @@ def run_recon(pairs: Iterable[VideoPair], output_dir: str | Path, editor: Editor
         raise MimicBrushError("pair ids must be unique (also after replacing characters other than letters, digits, . _ -)")
     borrowed = mismatched_indices(len(pairs))
     if against is not None:  # before any editing: the comparison needs every pair
-        with_against({pair_id: {"scores": {"model": {}}} for pair_id in ids}, against)
+        check_against_covers(ids, against)
     optional = {"attention_off": attention_off, "autoencoder": autoencoder}
     claim_output_dir(output_dir, {"recon": asdict(settings), "editor": dict(editor_info or {}),
                                   "editors": [name for name in EDITORS if optional.get(name, True) is not None]})
