@@ -33,7 +33,7 @@ from .shards import (SHARDS_FOLDER, ShardWriter, encode_jpeg, read_sidecars, rem
 from .ssim import SsimBackend
 from .summary import HISTOGRAM_BINS, write_histogram_png
 from .video import VIDEO_SUFFIXES, CandidateFrames, SkippedInput, decode_candidates, decode_throughput, find_videos
-from .workers import read_ahead, run_in_workers, sigterm_unwinds
+from .workers import read_ahead, run_in_workers, sigterm_unwinds, stop_if_orphaned
 
 
 @dataclass(frozen=True)
@@ -330,6 +330,7 @@ def process_chunk(kind: str, items: list[tuple[str, Path, str]], output: Path, c
                 if entry["status"] == "skipped":
                     rejects[f"input:{entry['reason']}"] += 1
                 entries.append(entry)
+        stop_if_orphaned()
         writer.commit({"kind": kind, "inputs": entries, "rejects": dict(rejects),
                        "ssim_histogram": histogram.tolist(), "replaces": list(replaces)})
     except BaseException:

@@ -4,7 +4,10 @@
 queued chunks and writing shards), and on an exception its exit waits for running chunks to finish.
 Here a worker gets SIGTERM as soon as its parent dies, however it died (`kill -9` too), and the parent
 stops its workers itself when it is interrupted, terminated or fails. SIGTERM unwinds a worker like
-an exception, so it deletes the temporary file it was writing before it exits.
+an exception, so it deletes the temporary file it was writing before it exits. The signal's handler
+runs only between two Python instructions, so a worker busy in native code (decoding, SSIM) could
+still reach its commit after its parent died: `stop_if_orphaned`, called just before a commit, ends
+the worker there instead.
 
 Within a worker, `read_ahead` decodes the next input in a thread while the current one is scored
 and written: FFmpeg, OpenCV and Pillow release the GIL while they work.
@@ -62,8 +65,18 @@ def read_ahead(function: Callable[[Any], Any], items: Iterable[Any], ahead: int 
         pool.shutdown(wait=False, cancel_futures=True)
 
 
+_parent_pid: int | None = None  # in a worker process: the pid of the process that started it
+
+
 def _raise_system_exit(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
+
+
+def stop_if_orphaned() -> None:
+    """In a worker whose parent has died: unwind now (as SIGTERM would), before anything is committed.
+    Elsewhere, and in a worker whose parent lives, nothing."""
+    if _parent_pid is not None and os.getppid() != _parent_pid:
+        _raise_system_exit(signal.SIGTERM, None)
 
 
 @contextmanager
@@ -84,6 +97,8 @@ def _start_worker(parent_pid: int) -> None:
     """SIGTERM when the parent dies: at once on Linux (PR_SET_PDEATHSIG), else within half a second from
     a thread that watches the parent's pid (which also covers a parent that died before this ran).
     Ctrl-C, which reaches every process of the terminal, is left to the parent, which stops the workers."""
+    global _parent_pid
+    _parent_pid = parent_pid
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform == "linux":
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG

@@ -234,6 +234,21 @@ def test_workers_stop_with_a_killed_prepare_and_a_resume_gives_the_same_shards(t
     assert manifest_text(out) == manifest_text(tmp_path / "whole")
 
 
+def test_a_worker_whose_parent_died_commits_nothing(tmp_path, video_folder, config_for_tiny_videos, monkeypatch):
+    # The death signal's handler runs between Python instructions only: a worker in native code can reach
+    # its commit with the signal still pending. The check before each commit stops it there.
+    from mimicbrush_cli.data import workers
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(workers, "_parent_pid", os.getppid() + 1)  # this "worker"'s parent is gone
+    with pytest.raises(SystemExit):
+        prepare(out, config_for_tiny_videos(), videos=video_folder)
+    assert not list((out / "shards").glob("*.json")) and not list((out / "shards").glob(".*"))
+    monkeypatch.setattr(workers, "_parent_pid", os.getppid())  # its parent lives: it commits
+    assert prepare(out, config_for_tiny_videos(), videos=video_folder).video_pairs > 0
+    assert list((out / "shards").glob("*.json"))
+
+
 def test_changing_the_recipe_of_an_existing_output_is_refused(tmp_path, video_folder, config_for_tiny_videos):
     from mimicbrush_cli.errors import MimicBrushError
 
