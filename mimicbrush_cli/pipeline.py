@@ -50,6 +50,8 @@ SOLVERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
 assert tuple(SOLVERS) == SCHEDULERS
 KEEP_SHAPE_NEEDS_DEPTH = ("--keep-shape needs a depth model, and this model has none (the bundled demo model is "
                           "trained without depth); use the released weights (--model released or --weights DIR)")
+REFERENCE_LOCALITY_NEEDS_POSITIONS = ("--reference-locality sets the width of a positional prior, and this model's "
+                                      "reference attention has none (reference_positions: none, as released)")
 
 
 @dataclass
@@ -378,6 +380,11 @@ class MimicBrushPipeline(DiffusionPipeline):
         timesteps = scheduler.timesteps  # (steps,), floats for some solvers
         edits = torch.arange(encoded.reference_latents.shape[0], device=self.device)
         per_pass = 1 if released else settings.reference_steps_per_pass
+        trained_width = self.bank.locality_width
+        if settings.reference_locality is not None:
+            if self.bank.positions != "local":
+                raise MimicBrushError(REFERENCE_LOCALITY_NEEDS_POSITIONS)
+            self.bank.locality_width = settings.reference_locality
         try:
             for step, timestep in enumerate(timesteps):
                 if not settings.reference_attention:
@@ -404,6 +411,7 @@ class MimicBrushPipeline(DiffusionPipeline):
         finally:
             self.bank.clear()
             self.bank.reference_index = None
+            self.bank.locality_width = trained_width
         return latents
 
     def decode(self, latents: torch.Tensor) -> list[np.ndarray]:

@@ -42,6 +42,9 @@ class EditSettings:
     generator_device: str = "cpu"
     reference_attention: bool = True  # False: the same weights with reference attention off (an ablation);
                                       # the conditional rows keep the reference's CLIP tokens
+    # Models with a positional prior (`reference_positions: local`): its width in image sides for this edit;
+    # None: the width they trained with (0.1). Narrower takes more from the reference's same place.
+    reference_locality: float | None = None
 
     def fast(self) -> EditSettings:
         """These settings with `FAST_PRESET`'s in place of theirs."""
@@ -52,5 +55,7 @@ class EditSettings:
             raise ValueError(f"paste_back must be one of {imaging.PASTE_BACK_KERNELS}, not {self.paste_back!r}")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, not {self.scheduler!r}")
+        if self.reference_locality is not None and not self.reference_locality > 0:
+            raise ValueError(f"reference_locality must be > 0, not {self.reference_locality}")
         if self.generator_device not in GENERATOR_DEVICES:
             raise ValueError(f"generator_device must be one of {GENERATOR_DEVICES}, not {self.generator_device!r}")

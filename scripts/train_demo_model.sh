@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 export NO_ALBUMENTATIONS_UPDATE=1
 RUN="${1:-runs/demo}"
 if [ "$RUN" != "runs/demo" ]; then mkdir -p runs && ln -sfn "$(realpath -m "$RUN")" runs/demo; fi
-# Prepared data travels (about 55 MB): a machine that already has both folders skips building them.
+# Prepared data travels (about 55 MB): a machine that already has the folders skips building them.
 # TRAIN_ONLY=1 needs only the training data.
-if [ ! -f runs/demo/data/train/summary.json ] || { [ -z "${TRAIN_ONLY:-}" ] && [ ! -f runs/demo/data/heldout/summary.json ]; }; then
+if [ ! -f runs/demo/data/train/summary.json ] || { [ -z "${TRAIN_ONLY:-}" ] && { [ ! -f runs/demo/data/heldout/summary.json ] \
+    || [ ! -f runs/demo/data/val/summary.json ]; }; }; then
   if [ ! -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ]; then
     apt-get update -qq && apt-get install -y -qq opencv-doc
   fi
@@ -18,6 +19,8 @@ if [ ! -f runs/demo/data/train/summary.json ] || { [ -z "${TRAIN_ONLY:-}" ] && [
   mimicbrush prepare runs/demo/sources/train_videos --sam runs/demo/sources/train_sam -o runs/demo/data/train \
     --recipe data_recipes/demo_train.yaml
   mimicbrush prepare runs/demo/sources/heldout_videos -o runs/demo/data/heldout --recipe data_recipes/demo_heldout.yaml
+  # validation: edit settings are chosen on it (scripts/demo_settings_sweep.sh), so never on the held-out pairs
+  mimicbrush prepare runs/demo/sources/val_videos -o runs/demo/data/val --recipe data_recipes/demo_heldout.yaml
 fi
 # Extra `--set` overrides: TRAIN_SET for every training stage (e.g. "--set num_workers=14"), VAE_SET,
 # ENCODER_SET and UNET_SET for one stage each (e.g. "--set time_limit=2.5", in minutes).

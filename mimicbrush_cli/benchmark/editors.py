@@ -37,6 +37,7 @@ class PipelineOptions:
     crop: bool = EditSettings.crop
     reference_cache: bool = EditSettings.reference_cache
     reference_attention: bool = EditSettings.reference_attention  # False: the same weights with it off (an ablation)
+    reference_locality: float | None = EditSettings.reference_locality
 
 
 class PipelineEditor:
@@ -55,7 +56,10 @@ class PipelineEditor:
     @property
     def record(self) -> dict[str, Any]:
         """What identifies this editor's results (stored with them, compared when resuming)."""
-        return {key: value for key, value in asdict(self.options).items() if key not in ("device", "dtype")}
+        record = {key: value for key, value in asdict(self.options).items() if key not in ("device", "dtype")}
+        if record["reference_locality"] is None:  # as the model trained: also the records of runs before the option
+            del record["reference_locality"]
+        return record
 
     @property
     def pipeline(self):
@@ -79,7 +83,8 @@ class PipelineEditor:
         options = self.options
         settings = EditSettings(steps=options.steps, scheduler=options.scheduler, guidance=options.guidance,
                                 keep_shape=keep_shape, crop=options.crop, seed=seed, num_samples=1, reference_cache=options.reference_cache,
-                                reference_attention=options.reference_attention)
+                                reference_attention=options.reference_attention,
+                                reference_locality=options.reference_locality)
         return pipeline(source, reference, mask, settings)[0][0]
 
 
@@ -87,10 +92,12 @@ def make_pipeline_editor(weights: str | Path | None = None, model: str | None = 
                          dtype: str | None = None, steps: int = PipelineOptions.steps,
                          guidance: float = PipelineOptions.guidance, crop: bool = PipelineOptions.crop,
                          reference_cache: bool = PipelineOptions.reference_cache,
-                         scheduler: str = PipelineOptions.scheduler) -> PipelineEditor:
+                         scheduler: str = PipelineOptions.scheduler,
+                         reference_locality: float | None = PipelineOptions.reference_locality) -> PipelineEditor:
     """The `Editor` for `--weights DIR` or `--model NAME` (as in `mimicbrush edit`), loaded lazily."""
     if weights is not None and model is not None:
         raise MimicBrushError("pass either --weights or --model, not both")
     return PipelineEditor(PipelineOptions(weights=None if weights is None else str(weights), model=model, device=device,
                                           dtype=dtype, steps=steps, scheduler=scheduler, guidance=guidance,
-                                          crop=crop, reference_cache=reference_cache))
+                                          crop=crop, reference_cache=reference_cache,
+                                          reference_locality=reference_locality))

@@ -20,8 +20,8 @@ from ..benchmark.runner import BenchmarkSettings
 from ..errors import MimicBrushError
 from ..settings import MAX_SEED, EditSettings
 from .app import app, quiet_libraries
-from .options import (DEFAULT_SCHEDULER, Device, DType, FastOption, Model, ReferenceCacheOption, Scheduler,
-                      SchedulerOption, Weights, dtype_name)
+from .options import (DEFAULT_SCHEDULER, Device, DType, FastOption, Model, ReferenceCacheOption,
+                      ReferenceLocalityOption, Scheduler, SchedulerOption, Weights, dtype_name)
 
 benchmark_app = typer.Typer(help="Score a model: the paper's benchmarks (texture, part) and a reconstruction check.",
                             no_args_is_help=True)
@@ -50,14 +50,20 @@ MetricsModels = Annotated[Path | None, typer.Option("--metrics-models", help="Fo
 
 
 def _editor(weights: Path | None, model: str | None, device: Device, dtype: DType, steps: int, scheduler: Scheduler,
-            guidance: float, crop: bool, reference_cache: bool, fast: bool):
+            guidance: float, crop: bool, reference_cache: bool, fast: bool, reference_locality: float | None = None):
     from ..benchmark.editors import make_pipeline_editor
 
     settings = EditSettings(steps=steps, scheduler=scheduler.value, reference_cache=reference_cache)
     settings = settings.fast() if fast else settings
-    return make_pipeline_editor(weights=weights, model=model, device=device.value, dtype=dtype_name(dtype),
-                                steps=settings.steps, scheduler=settings.scheduler, guidance=guidance, crop=crop,
-                                reference_cache=settings.reference_cache)
+    editor = make_pipeline_editor(weights=weights, model=model, device=device.value, dtype=dtype_name(dtype),
+                                  steps=settings.steps, scheduler=settings.scheduler, guidance=guidance, crop=crop,
+                                  reference_cache=settings.reference_cache, reference_locality=reference_locality)
+    if reference_locality is not None:  # refused before a results folder is written, not at the first edit
+        from ..pipeline import REFERENCE_LOCALITY_NEEDS_POSITIONS
+
+        if editor.pipeline.bank.positions != "local":
+            raise MimicBrushError(REFERENCE_LOCALITY_NEEDS_POSITIONS)
+    return editor
 
 
 @contextmanager
@@ -114,10 +120,12 @@ def _task_command(task: str, keep_shape_note: str):
         weights: Weights = None, model: Model = None, steps: Steps = PipelineOptions.steps,
         scheduler: SchedulerOption = DEFAULT_SCHEDULER, guidance: Guidance = PipelineOptions.guidance,
         crop: Crop = PipelineOptions.crop, reference_cache: ReferenceCacheOption = PipelineOptions.reference_cache,
+        reference_locality: ReferenceLocalityOption = PipelineOptions.reference_locality,
         fast: FastOption = False, device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto,
         metrics_models: MetricsModels = None,
     ) -> None:
-        editor = _editor(weights, model, device, dtype, steps, scheduler, guidance, crop, reference_cache, fast)
+        editor = _editor(weights, model, device, dtype, steps, scheduler, guidance, crop, reference_cache, fast,
+                     reference_locality)
         _run_task(task, data_dir, split, output, seed, long_side, editor, device, metrics_models)
 
     command.__doc__ = f"The paper's {TASK_TITLES[task]} benchmark ({keep_shape_note}). Re-running resumes."
@@ -137,6 +145,7 @@ def recon_command(
     weights: Weights = None, model: Model = None, steps: Steps = PipelineOptions.steps,
     scheduler: SchedulerOption = DEFAULT_SCHEDULER, guidance: Guidance = PipelineOptions.guidance,
     crop: Crop = PipelineOptions.crop, reference_cache: ReferenceCacheOption = PipelineOptions.reference_cache,
+        reference_locality: ReferenceLocalityOption = PipelineOptions.reference_locality,
     fast: FastOption = False, device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto,
     against: Annotated[Path | None, typer.Option(
         help="Folder of an earlier recon run on the same pairs and masks (e.g. the exact 50-step edit): also "
@@ -150,7 +159,8 @@ def recon_command(
     quiet_libraries()
     settings = ReconSettings(seed=seed, box_fraction=box_fraction, long_side=long_side)
     earlier = load_against(against, settings) if against is not None else None
-    editor = _editor(weights, model, device, dtype, steps, scheduler, guidance, crop, reference_cache, fast)
+    editor = _editor(weights, model, device, dtype, steps, scheduler, guidance, crop, reference_cache, fast,
+                     reference_locality)
     output = output or Path("benchmark_results") / "recon"
     with progress_reporter("recon") as report:
         results = run_recon(pairs, output, editor, settings, editor_info=editor.record,

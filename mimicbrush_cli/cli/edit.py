@@ -16,7 +16,7 @@ from ..settings import GENERATOR_DEVICES, MAX_SEED, EditSettings
 from ..speedups import SpeedOptions
 from .app import app, quiet_libraries
 from .options import (DEFAULT_SCHEDULER, Device, DeviceOption, DType, DTypeOption, FastOption, Model,
-                      ReferenceCacheOption, SchedulerOption, Weights, dtype_name)
+                      ReferenceCacheOption, ReferenceLocalityOption, SchedulerOption, Weights, dtype_name)
 
 console = Console(stderr=True)
 
@@ -54,6 +54,7 @@ def edit_command(
                                                               "GPU, as the released code: reproduces its CUDA results).")
                                 ] = GeneratorDevice(EditSettings.generator_device),
     reference_cache: ReferenceCacheOption = EditSettings.reference_cache,
+    reference_locality: ReferenceLocalityOption = EditSettings.reference_locality,
     fast: FastOption = False,
     weights: Weights = None,
     model: Model = None,
@@ -83,6 +84,7 @@ def edit_command(
         jobs = [EditJob(*inputs[index:index + 3]) for index in range(0, len(inputs), 3)]
     settings = EditSettings(steps=steps, scheduler=scheduler.value, guidance=guidance, keep_shape=keep_shape, crop=crop,
                             seed=seed, num_samples=num_samples, reference_cache=reference_cache,
+                            reference_locality=reference_locality,
                             paste_back=paste_back.value, generator_device=generator_device.value)
     if fast:
         settings = settings.fast()

@@ -40,6 +40,10 @@ SchedulerOption = Annotated[Scheduler, typer.Option(
     "solver (dpmpp-2m, dpmpp-2m-karras, unipc) or euler, which need fewer steps.")]
 ReferenceCacheOption = Annotated[bool, typer.Option(
     "--reference-cache", help="Compute reference features once and reuse them every step (faster, approximate).")]
+ReferenceLocalityOption = Annotated[float | None, typer.Option(
+    "--reference-locality", min=0.001, help="Models with a positional prior on their reference attention (the "
+    "bundled one): its width in image sides (trained: 0.1). Narrower takes more from the reference's same place; "
+    "the README has the setting measured for the bundled model.")]
 FastOption = Annotated[bool, typer.Option(
     "--fast", help="A measured faster preset (see README, Speed): " + " ".join(
         f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}") for key, value in FAST_PRESET.items())

@@ -23,7 +23,9 @@ know where a token is from their convolutions' padding; a small U-Net trained fr
 then every token of a blacked-out region asks the same question and receives the same average of the
 reference: a flat patch. Measured on a copy task only the reference can solve (tests/training/
 test_learning.py, 600 steps): without positions the attention stays unused; with this prior the model
-starts to copy from the reference place that matches its own.
+starts to copy from the reference place that matches its own. The width is `FeatureBank.locality_width`:
+models train with `LOCALITY_WIDTH`, and an edit may narrow it (`EditSettings.reference_locality`), which
+makes each masked token take more from the reference's same place.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from torch import nn
 
 RELEASED_REFERENCE_RATIO = 0.5
 POSITION_ENCODINGS = ("none", "local")
-LOCALITY_WIDTH = 0.1  # "local": std of the Gaussian prior on the query-to-key offset, in image sides
+LOCALITY_WIDTH = 0.1  # "local": std of the Gaussian prior on the query-to-key offset, in image sides (as trained)
 
 
 class FeatureBank:
@@ -51,7 +53,8 @@ class FeatureBank:
     Python ints (the rows that read come last), which `torch.compile` traces without a graph break.
     """
 
-    def __init__(self, num_slots: int, ratio: float = RELEASED_REFERENCE_RATIO, positions: str = "none") -> None:
+    def __init__(self, num_slots: int, ratio: float = RELEASED_REFERENCE_RATIO, positions: str = "none",
+                 locality_width: float = LOCALITY_WIDTH) -> None:
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"reference attention ratio must be in [0, 1], got {ratio}")
         if positions not in POSITION_ENCODINGS:
@@ -59,6 +62,7 @@ class FeatureBank:
         self.num_slots = num_slots
         self.ratio = ratio
         self.positions = positions
+        self.locality_width = locality_width  # the "local" prior's std, in image sides
         self.features: list[torch.Tensor | None] = [None] * num_slots
         self.reference_index = None
         self.writing_enabled = True
@@ -107,9 +111,10 @@ def _merge_heads(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.transpose(1, 2).reshape(batch, tokens, heads * head_dim)
 
 
-def locality_bias(query_tokens: int, key_tokens: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(N, N_r) additive attention bias −|offset|² / (2·LOCALITY_WIDTH²): a prior for the reference key at the
-    query's own place in the image (both square grids; offsets in fractions of the image side)."""
+def locality_bias(query_tokens: int, key_tokens: int, device: torch.device, dtype: torch.dtype,
+                  width: float = LOCALITY_WIDTH) -> torch.Tensor:
+    """(N, N_r) additive attention bias −|offset|² / (2·width²): a prior for the reference key at the
+    query's own place in the image (both square grids; offsets and width in fractions of the image side)."""
     def centres(tokens: int) -> torch.Tensor:
         side = math.isqrt(tokens)
         if side * side != tokens:
@@ -118,7 +123,7 @@ def locality_bias(query_tokens: int, key_tokens: int, device: torch.device, dtyp
         return torch.stack(torch.meshgrid(line, line, indexing="ij"), dim=-1).reshape(-1, 2)  # (N, 2)
 
     squared = torch.cdist(centres(query_tokens), centres(key_tokens)) ** 2
-    return (-squared / (2 * LOCALITY_WIDTH ** 2)).to(dtype)
+    return (-squared / (2 * width ** 2)).to(dtype)
 
 
 class ReferenceWriterProcessor:
@@ -161,7 +166,8 @@ class ReferenceReaderProcessor:
         value = _split_heads(attn.to_v(hidden_states_h), attn.heads)
         local = self.bank.positions == "local"
         tokens = query.shape[2]
-        self_bias = locality_bias(tokens, tokens, query.device, query.dtype) if local else None  # (N, N)
+        width = self.bank.locality_width
+        self_bias = locality_bias(tokens, tokens, query.device, query.dtype, width) if local else None  # (N, N)
         attended = F.scaled_dot_product_attention(query, key, value, attn_mask=self_bias, scale=attn.scale)  # A_self, (B, heads, N, d)
 
         reference_index, first = self.bank.reference_index, self.bank.first_reading_row
@@ -194,8 +200,8 @@ class ReferenceReaderProcessor:
         bias = None
         if self_bias is not None:
             tokens = query.shape[2]
-            bias = torch.cat([self_bias, locality_bias(tokens, key_r.shape[2], query.device, query.dtype)],
-                             dim=1)  # (N, N+N_r)
+            bias = torch.cat([self_bias, locality_bias(tokens, key_r.shape[2], query.device, query.dtype,
+                                                       self.bank.locality_width)], dim=1)  # (N, N+N_r)
         with_reference = F.scaled_dot_product_attention(query, key_ref, value_ref, attn_mask=bias, scale=attn.scale)
         ratio = self.bank.ratio
         return with_reference if ratio == 1.0 else ratio * with_reference + (1.0 - ratio) * attended

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -125,6 +126,21 @@ def test_benchmark_recon_fast_runs_the_preset(tiny_model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     editor = json.loads((tmp_path / "out" / "results.json").read_text())["editor"]
     assert {key: editor[key] for key in FAST_PRESET} == FAST_PRESET
+    assert "reference_locality" not in editor  # as trained: the records of earlier runs still match
+
+    # --reference-locality: refused for a model without a positional prior, before any folder is written
+    refused = run("benchmark", "recon", tmp_path / "prepared", "-o", tmp_path / "refused", "--weights",
+                  tiny_model_dir, "--fast", "--reference-locality", 0.05, "--long-side", 96, "--device", "cpu")
+    assert refused.exit_code == 2 and "reference attention has none" in refused.output.splitlines()[-1]
+    assert not (tmp_path / "refused").exists()
+    local = tmp_path / "local_model"
+    shutil.copytree(tiny_model_dir, local)
+    index = json.loads((local / "model_index.json").read_text())
+    (local / "model_index.json").write_text(json.dumps({**index, "reference_positions": "local"}))
+    narrowed = run("benchmark", "recon", tmp_path / "prepared", "-o", tmp_path / "narrow", "--weights", local,
+                   "--fast", "--reference-locality", 0.05, "--long-side", 96, "--device", "cpu")
+    assert narrowed.exit_code == 0, narrowed.output
+    assert json.loads((tmp_path / "narrow" / "results.json").read_text())["editor"]["reference_locality"] == 0.05
 
 
 @pytest.mark.slow

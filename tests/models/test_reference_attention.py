@@ -1,5 +1,7 @@
 import math
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from accelerate import init_empty_weights
@@ -71,6 +73,42 @@ def test_local_positions_add_a_gaussian_prior_on_the_offset_to_self_and_referenc
     torch.testing.assert_close(output[:1], 0.5 * a_ref + 0.5 * a_self[:1], atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="square"):
         ReferenceReaderProcessor(bank, 0)(attention, torch.randn(1, 6, WIDTH))
+
+
+def test_the_locality_width_is_the_banks_and_narrows_the_prior():
+    attention = make_attention()
+    torch.manual_seed(6)
+    h, r = torch.randn(1, 9, WIDTH), torch.randn(1, 9, WIDTH)
+    bank = FeatureBank(num_slots=1, ratio=0.5, positions="local", locality_width=0.05)
+    bank.write(0, r)
+    bank.reference_index = torch.tensor([0])
+    prior = -grid_offsets_squared(3) / (2 * 0.05 ** 2)
+    with torch.no_grad():
+        output = ReferenceReaderProcessor(bank, 0)(attention, h)
+        a_self = explicit_attention(attention, h, h, prior)
+        a_ref = explicit_attention(attention, h, torch.cat([h, r], dim=1), torch.cat([prior, prior], dim=1))
+    torch.testing.assert_close(output, 0.5 * a_ref + 0.5 * a_self, atol=1e-5, rtol=1e-5)
+
+
+def test_an_edit_narrows_the_prior_for_itself_only(photos):
+    from mimicbrush_cli.errors import MimicBrushError
+    from mimicbrush_cli.loading import build_random_pipeline
+    from mimicbrush_cli.pipeline import EditSettings
+
+    pipeline = build_random_pipeline("tiny")
+    source, reference, mask = photos
+    fast = EditSettings(steps=2, scheduler="dpmpp-2m", reference_cache=True)
+    with pytest.raises(MimicBrushError, match="reference-locality"):  # no prior to narrow (as released)
+        pipeline(source, reference, mask, replace(fast, reference_locality=0.05))
+    pipeline.set_reference_positions("local")
+    trained = pipeline(source, reference, mask, fast)[0][0]
+    assert np.array_equal(pipeline(source, reference, mask, replace(fast, reference_locality=0.1))[0][0], trained)
+    narrow = pipeline(source, reference, mask, replace(fast, reference_locality=0.05))[0][0]
+    assert not np.array_equal(narrow, trained)
+    assert pipeline.bank.locality_width == 0.1  # back to the trained width: the next edit is as before
+    assert np.array_equal(pipeline(source, reference, mask, fast)[0][0], trained)
+    with pytest.raises(ValueError, match="reference_locality"):
+        EditSettings(reference_locality=0.0)
 
 
 def test_positions_are_saved_with_the_pipeline(tmp_path):

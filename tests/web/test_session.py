@@ -188,9 +188,10 @@ def test_keep_shape_without_depth_model_is_an_error_in_the_session(photos, tiny_
 def test_command_line_names_only_settings_that_differ_from_the_defaults():
     assert edit_command_line("a b.png", "r.png", "m.png", "o.png", EditSettings()) == \
         "mimicbrush edit 'a b.png' r.png m.png -o o.png"
-    settings = EditSettings(guidance=7.5, keep_shape=True, reference_cache=True)
+    settings = EditSettings(guidance=7.5, keep_shape=True, reference_cache=True, reference_locality=0.07)
     assert edit_command_line("s.png", "r.png", "m.png", "o.png", settings, ("--model", "demo")) == \
-        "mimicbrush edit s.png r.png m.png -o o.png --guidance 7.5 --keep-shape --reference-cache --model demo"
+        ("mimicbrush edit s.png r.png m.png -o o.png --guidance 7.5 --reference-locality 0.07 --keep-shape "
+         "--reference-cache --model demo")
     fast = EditSettings().fast()
     assert edit_command_line("s.png", "r.png", "m.png", "o.png", fast) == \
         "mimicbrush edit s.png r.png m.png -o o.png --steps 6 --scheduler dpmpp-2m --reference-cache"
