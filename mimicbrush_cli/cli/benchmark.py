@@ -125,7 +125,7 @@ def _task_command(task: str, keep_shape_note: str):
         metrics_models: MetricsModels = None,
     ) -> None:
         editor = _editor(weights, model, device, dtype, steps, scheduler, guidance, crop, reference_cache, fast,
-                     reference_locality)
+                         reference_locality)
         _run_task(task, data_dir, split, output, seed, long_side, editor, device, metrics_models)
 
     command.__doc__ = f"The paper's {TASK_TITLES[task]} benchmark ({keep_shape_note}). Re-running resumes."
@@ -145,7 +145,7 @@ def recon_command(
     weights: Weights = None, model: Model = None, steps: Steps = PipelineOptions.steps,
     scheduler: SchedulerOption = DEFAULT_SCHEDULER, guidance: Guidance = PipelineOptions.guidance,
     crop: Crop = PipelineOptions.crop, reference_cache: ReferenceCacheOption = PipelineOptions.reference_cache,
-        reference_locality: ReferenceLocalityOption = PipelineOptions.reference_locality,
+    reference_locality: ReferenceLocalityOption = PipelineOptions.reference_locality,
     fast: FastOption = False, device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto,
     against: Annotated[Path | None, typer.Option(
         help="Folder of an earlier recon run on the same pairs and masks (e.g. the exact 50-step edit): also "
