@@ -19,10 +19,20 @@ from .session import BOX_COLOUR, EditSession, ServeConfig, box_from_corners, che
 # See-through, so the source shows under the mask; any painted pixel (alpha > 0) is part of the mask.
 PAINT_COLOUR = ("rgb({}, {}, {})".format(*BOX_COLOUR), 0.6)
 NO_DEPTH_REASON = "unavailable: this model has no depth model (use the released weights)"
+NO_PRIOR_REASON = "unavailable: this model's reference attention has no positional prior"
 
 
 def _error_line(error: MimicBrushError) -> str:
     return f"**error:** {error}"
+
+
+def page_settings(steps, scheduler, guidance, seed, num_samples, crop, keep_shape, reference_cache,
+                  reference_locality) -> EditSettings:
+    """`EditSettings` from the page's controls; a reference locality of 0 (or none) is the trained width."""
+    return EditSettings(steps=int(steps), scheduler=str(scheduler), guidance=float(guidance), seed=int(seed),
+                        num_samples=int(num_samples), crop=bool(crop), keep_shape=bool(keep_shape),
+                        reference_cache=bool(reference_cache),
+                        reference_locality=float(reference_locality) if reference_locality else None)
 
 
 def build_page(session: EditSession) -> gr.Blocks:
@@ -73,6 +83,11 @@ def build_page(session: EditSession) -> gr.Blocks:
                                          elem_id="keep-shape")
                 reference_cache = gr.Checkbox(value=defaults.reference_cache,
                                               label="Reference cache (faster, approximate)")
+                locality = gr.Number(value=0, minimum=0, maximum=1, step=0.01, elem_id="reference-locality",
+                                     label="Reference locality (width of the positional prior in image sides; 0: as "
+                                     "trained; the bundled model: 0.07, README)",
+                                     interactive=session.has_positional_prior,
+                                     info=None if session.has_positional_prior else NO_PRIOR_REASON)
         run = gr.Button("Edit", variant="primary", elem_id="run")
         status = gr.Markdown(elem_id="status")
         with gr.Row():
@@ -85,16 +100,15 @@ def build_page(session: EditSession) -> gr.Blocks:
                           elem_id="command")
 
         def edit(editor, reference_image, mask_picture, box, invert_mask, steps_value, scheduler_value, guidance_value,
-                 seed_value, samples_value, crop_value, keep_shape_value, cache_value, progress=gr.Progress()):
+                 seed_value, samples_value, crop_value, keep_shape_value, cache_value, locality_value,
+                 progress=gr.Progress()):
             started = time.perf_counter()
             editor = editor or {}
             try:
                 inputs = session.read_inputs(editor.get("background"), editor.get("layers") or [], reference_image,
                                              box or "", bool(invert_mask), mask_picture)
-                settings = EditSettings(steps=int(steps_value), scheduler=str(scheduler_value),
-                                        guidance=float(guidance_value), seed=int(seed_value),
-                                        num_samples=int(samples_value), crop=bool(crop_value),
-                                        keep_shape=bool(keep_shape_value), reference_cache=bool(cache_value))
+                settings = page_settings(steps_value, scheduler_value, guidance_value, seed_value, samples_value,
+                                         crop_value, keep_shape_value, cache_value, locality_value)
                 progress(0, desc="encoding")
                 result = session.edit(*inputs, settings, lambda step, total: progress(
                     (step, total), desc=f"step {step} of {total}"))
@@ -111,7 +125,7 @@ def build_page(session: EditSession) -> gr.Blocks:
         # last edit's "done" line does not stand beside the results of the next one while it runs.
         run.click(lambda: "editing…", outputs=status, queue=False).then(
             edit, inputs=[source, reference, mask_image, mask_box, invert, steps, scheduler, guidance, seed,
-                          num_samples, crop, keep_shape, reference_cache],
+                          num_samples, crop, keep_shape, reference_cache, locality],
             outputs=[before_after, gallery, download_result, download_mask, command, status],
             concurrency_limit=1, concurrency_id="model")
 

@@ -206,6 +206,33 @@ def test_page_disables_keep_shape_without_a_depth_model(tmp_path):
     assert keep_shape[0].interactive is False and keep_shape[0].info == NO_DEPTH_REASON
 
 
+def test_page_offers_the_reference_locality_only_with_a_positional_prior(tmp_path):
+    from mimicbrush_cli.loading import build_random_pipeline
+    from mimicbrush_cli.web.page import NO_PRIOR_REASON, build_page
+
+    def locality(pipeline):
+        page = build_page(EditSession(pipeline, folder=tmp_path))
+        [block] = [block for block in page.blocks.values() if getattr(block, "elem_id", None) == "reference-locality"]
+        return block.interactive, block.info
+
+    pipeline = build_random_pipeline("tiny")
+    assert locality(pipeline) == (False, NO_PRIOR_REASON)  # as released: no prior to set
+    pipeline.set_reference_positions("local")
+    assert locality(pipeline) == (True, None)
+
+
+def test_page_settings_take_a_locality_of_zero_as_the_trained_width():
+    from mimicbrush_cli.web.page import page_settings
+
+    controls = (6, "dpmpp-2m", 2.0, 0, 1, True, False, True)
+    assert page_settings(*controls, 0).reference_locality is None
+    assert page_settings(*controls, None).reference_locality is None
+    chosen = page_settings(*controls, 0.07)
+    assert chosen == EditSettings(steps=6, scheduler="dpmpp-2m", guidance=2.0, reference_cache=True,
+                                  reference_locality=0.07)
+    assert "--reference-locality 0.07" in edit_command_line("s.png", "r.png", "m.png", "o.png", chosen)
+
+
 @pytest.mark.slow
 def test_cli_help_does_not_import_gradio():
     code = ("import sys; from typer.testing import CliRunner; from mimicbrush_cli.cli.app import app; "
