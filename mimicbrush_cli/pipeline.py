@@ -166,6 +166,11 @@ class MimicBrushPipeline(DiffusionPipeline):
         return self.depth_estimator is not None
 
     @property
+    def has_positional_prior(self) -> bool:
+        """Whether the reference attention has a positional prior, whose width an edit may set."""
+        return self.bank.positions == "local"
+
+    @property
     def latent_dtype(self) -> torch.dtype:
         """The denoising loop's precision. The released code keeps latents, guidance and the DDIM step in
         the U-Net's fp16; bf16 has no released counterpart and too few mantissa bits for the DDIM update,
@@ -382,7 +387,7 @@ class MimicBrushPipeline(DiffusionPipeline):
         per_pass = 1 if released else settings.reference_steps_per_pass
         trained_width = self.bank.locality_width
         if settings.reference_locality is not None:
-            if self.bank.positions != "local":
+            if not self.has_positional_prior:
                 raise MimicBrushError(REFERENCE_LOCALITY_NEEDS_POSITIONS)
             self.bank.locality_width = settings.reference_locality
         try:

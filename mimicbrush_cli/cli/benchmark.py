@@ -61,7 +61,7 @@ def _editor(weights: Path | None, model: str | None, device: Device, dtype: DTyp
     if reference_locality is not None:  # refused before a results folder is written, not at the first edit
         from ..pipeline import REFERENCE_LOCALITY_NEEDS_POSITIONS
 
-        if editor.pipeline.bank.positions != "local":
+        if not editor.pipeline.has_positional_prior:
             raise MimicBrushError(REFERENCE_LOCALITY_NEEDS_POSITIONS)
     return editor
 

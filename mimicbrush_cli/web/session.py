@@ -131,9 +131,7 @@ class EditSession:
 
     @property
     def has_positional_prior(self) -> bool:
-        """Whether the model's reference attention has a positional prior whose width an edit may set."""
-        bank = getattr(self.pipeline, "bank", None)  # stand-in pipelines of tests have none
-        return getattr(bank, "positions", "none") == "local"
+        return bool(self.pipeline.has_positional_prior)
 
     def read_inputs(self, background: Image.Image | None, layers: list[Image.Image], reference: Image.Image | None,
                     mask_box: str = "", invert: bool = False, mask_image: Image.Image | None = None,

@@ -149,6 +149,7 @@ class SlowPipeline:
     """Records how many edits run at once."""
 
     has_depth_model = False
+    has_positional_prior = False
 
     def __init__(self):
         self.running = self.most = 0
