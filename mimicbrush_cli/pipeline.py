@@ -170,6 +170,11 @@ class MimicBrushPipeline(DiffusionPipeline):
         """Whether the reference attention has a positional prior, whose width an edit may set."""
         return self.bank.positions == "local"
 
+    def check_reference_locality(self, settings: EditSettings) -> None:
+        """Refuse `settings.reference_locality` (one line) for a model without a positional prior."""
+        if settings.reference_locality is not None and not self.has_positional_prior:
+            raise MimicBrushError(REFERENCE_LOCALITY_NEEDS_POSITIONS)
+
     @property
     def latent_dtype(self) -> torch.dtype:
         """The denoising loop's precision. The released code keeps latents, guidance and the DDIM step in
@@ -386,9 +391,8 @@ class MimicBrushPipeline(DiffusionPipeline):
         edits = torch.arange(encoded.reference_latents.shape[0], device=self.device)
         per_pass = 1 if released else settings.reference_steps_per_pass
         trained_width = self.bank.locality_width
+        self.check_reference_locality(settings)
         if settings.reference_locality is not None:
-            if not self.has_positional_prior:
-                raise MimicBrushError(REFERENCE_LOCALITY_NEEDS_POSITIONS)
             self.bank.locality_width = settings.reference_locality
         try:
             for step, timestep in enumerate(timesteps):

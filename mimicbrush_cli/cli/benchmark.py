@@ -53,16 +53,14 @@ def _editor(weights: Path | None, model: str | None, device: Device, dtype: DTyp
             guidance: float, crop: bool, reference_cache: bool, fast: bool, reference_locality: float | None = None):
     from ..benchmark.editors import make_pipeline_editor
 
-    settings = EditSettings(steps=steps, scheduler=scheduler.value, reference_cache=reference_cache)
+    settings = EditSettings(steps=steps, scheduler=scheduler.value, reference_cache=reference_cache,
+                            reference_locality=reference_locality)
     settings = settings.fast() if fast else settings
     editor = make_pipeline_editor(weights=weights, model=model, device=device.value, dtype=dtype_name(dtype),
                                   steps=settings.steps, scheduler=settings.scheduler, guidance=guidance, crop=crop,
                                   reference_cache=settings.reference_cache, reference_locality=reference_locality)
     if reference_locality is not None:  # refused before a results folder is written, not at the first edit
-        from ..pipeline import REFERENCE_LOCALITY_NEEDS_POSITIONS
-
-        if not editor.pipeline.has_positional_prior:
-            raise MimicBrushError(REFERENCE_LOCALITY_NEEDS_POSITIONS)
+        editor.pipeline.check_reference_locality(settings)
     return editor
 
 
