@@ -66,7 +66,7 @@ def edit_command_line(source: str, reference: str, mask: str, output: str, setti
     defaults = EditSettings()
     words = ["mimicbrush", "edit", source, reference, mask, "-o", output]
     for field, option in (("steps", "--steps"), ("scheduler", "--scheduler"), ("guidance", "--guidance"), ("seed", "--seed"),
-                          ("num_samples", "--num-samples"), ("paste_back", "--paste-back"),
+                          ("num_samples", "--num-samples"), ("mean_of", "--mean-of"), ("paste_back", "--paste-back"),
                           ("generator_device", "--generator-device"), ("reference_locality", "--reference-locality")):
         value = getattr(settings, field)
         if value != getattr(defaults, field):

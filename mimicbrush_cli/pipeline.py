@@ -253,7 +253,7 @@ class MimicBrushPipeline(DiffusionPipeline):
             reference.append(draw(generator, vae_dtype))
             first_sample = draw(generator, latent_dtype)
             masked_source.append(draw(generator, vae_dtype))
-            initial_latents += [first_sample] + [draw(generator, latent_dtype) for _ in range(settings.num_samples - 1)]
+            initial_latents += [first_sample] + [draw(generator, latent_dtype) for _ in range(settings.samples_drawn - 1)]
         return EditNoise(reference=torch.cat(reference), initial_latents=torch.cat(initial_latents),
                          masked_source=torch.cat(masked_source))
 
@@ -412,7 +412,7 @@ class MimicBrushPipeline(DiffusionPipeline):
                     rows = (step % per_pass) * len(edits) + edits
                 # Only the noisy latents are scaled (Euler divides by sqrt(sigma² + 1)); the conditions are clean.
                 model_latents = scheduler.scale_model_input(latents, timestep)
-                noise = self.predict_noise(model_latents, timestep, encoded, settings.num_samples, settings.guidance,
+                noise = self.predict_noise(model_latents, timestep, encoded, settings.samples_drawn, settings.guidance,
                                            rows, settings.reference_attention)
                 latents = scheduler.step(noise, timestep, latents, **step_options).prev_sample
                 if callback is not None:
@@ -423,9 +423,13 @@ class MimicBrushPipeline(DiffusionPipeline):
             self.bank.locality_width = trained_width
         return latents
 
-    def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
+    def decode(self, latents: torch.Tensor, mean_of: int = 1) -> list[np.ndarray]:
+        """uint8 images of (N, 4, h, w) latents; `mean_of` M: N / M images, each the pixel mean of M
+        consecutive decodes (before rounding)."""
         pixels = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
         unit = (pixels / 2 + 0.5).clamp(0, 1)  # in the VAE's dtype, as the released postprocessing
+        if mean_of > 1:
+            unit = unit.float().unflatten(0, (-1, mean_of)).mean(dim=1)
         return [imaging.from_unit_range(image) for image in unit.float().cpu().numpy()]
 
     @torch.no_grad()
@@ -445,7 +449,8 @@ class MimicBrushPipeline(DiffusionPipeline):
     def __call__(self, sources: np.ndarray | Sequence[np.ndarray], references: np.ndarray | Sequence[np.ndarray],
                  masks: np.ndarray | Sequence[np.ndarray], settings: EditSettings = EditSettings(),
                  callback: StepCallback | None = None, reference_schedule: str = "batched") -> list[list[np.ndarray]]:
-        """Edit E sources; returns, for each edit, `settings.num_samples` full-size uint8 results.
+        """Edit E sources; returns, for each edit, `settings.num_samples` full-size uint8 results (each the
+        mean of `settings.mean_of` samples).
         `reference_schedule`: see `denoise`."""
         sources, references, masks = (
             [items] if isinstance(items, np.ndarray) else list(items) for items in (sources, references, masks))
@@ -456,7 +461,7 @@ class MimicBrushPipeline(DiffusionPipeline):
         noise = self.draw_noise(len(prepared), settings)
         encoded = self.encode_edits(prepared, settings.keep_shape, noise)
         latents = self.denoise(encoded, settings, noise.initial_latents, callback, reference_schedule)
-        predictions = self.decode(latents)
+        predictions = self.decode(latents, settings.mean_of)
         results = []
         for index, (source, mask, edit) in enumerate(zip(sources, masks, prepared)):
             samples = predictions[index * settings.num_samples:(index + 1) * settings.num_samples]

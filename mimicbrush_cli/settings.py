@@ -34,6 +34,9 @@ class EditSettings:
     crop: bool = True
     seed: int = 0
     num_samples: int = 1
+    # Each result is the pixel mean of this many samples, each from its own noise: an estimate of the
+    # posterior mean, with less of one sample's own noise and fewer of its details. 1: a plain sample.
+    mean_of: int = 1
     reference_cache: bool = False  # opt-in approximation: reference features from the first step only
     reference_steps_per_pass: int = 4  # >= 1; exact: timesteps batched per reference U-Net pass (memory grows with it)
     paste_back: str = "released"   # imaging.PASTE_BACK_KERNELS: "released" or "lanczos" (sharper, rounds to nearest)
@@ -46,6 +49,11 @@ class EditSettings:
     # None: the width they trained with (0.1). Narrower takes more from the reference's same place.
     reference_locality: float | None = None
 
+    @property
+    def samples_drawn(self) -> int:
+        """Samples denoised per edit: `mean_of` for each of the `num_samples` results."""
+        return self.num_samples * self.mean_of
+
     def fast(self) -> EditSettings:
         """These settings with `FAST_PRESET`'s in place of theirs."""
         return replace(self, **FAST_PRESET)
@@ -55,6 +63,8 @@ class EditSettings:
             raise ValueError(f"paste_back must be one of {imaging.PASTE_BACK_KERNELS}, not {self.paste_back!r}")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, not {self.scheduler!r}")
+        if self.num_samples < 1 or self.mean_of < 1:
+            raise ValueError(f"num_samples and mean_of must be >= 1, not {self.num_samples} and {self.mean_of}")
         if self.reference_locality is not None and not self.reference_locality > 0:
             raise ValueError(f"reference_locality must be > 0, not {self.reference_locality}")
         if self.generator_device not in GENERATOR_DEVICES:

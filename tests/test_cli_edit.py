@@ -32,6 +32,25 @@ def test_edit_batch_and_samples_name_outputs(photo_files, tiny_model_dir, tmp_pa
     assert sorted(p.name for p in tmp_path.glob("r-*.png")) == ["r-00-00.png", "r-00-01.png", "r-01-00.png", "r-01-01.png"]
 
 
+def test_mean_of_writes_one_result_per_sample_and_is_repeated_by_the_command_line(photo_files, tiny_model_dir,
+                                                                                   tmp_path):
+    from mimicbrush_cli.edit import edit_command_line
+    from mimicbrush_cli.settings import EditSettings
+
+    files = [photo_files["source"], photo_files["reference"], photo_files["mask"], "--weights", tiny_model_dir, "--steps", 1]
+    result = run("edit", *files, "-o", tmp_path / "r.png", "--num-samples", 2, "--mean-of", 3)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("r*.png")) == ["r-00.png", "r-01.png"]
+    plain = run("edit", *files, "-o", tmp_path / "plain.png")
+    assert plain.exit_code == 0, plain.output
+    first, alone = (np.asarray(Image.open(tmp_path / name)) for name in ("r-00.png", "plain.png"))
+    assert not np.array_equal(first, alone)
+    assert run("edit", *files, "-o", tmp_path / "zero.png", "--mean-of", 0).exit_code == 2
+    assert not (tmp_path / "zero.png").exists()
+    assert "--mean-of 4" in edit_command_line("s.png", "r.png", "m.png", "o.png", EditSettings(mean_of=4))
+    assert "--mean-of" not in edit_command_line("s.png", "r.png", "m.png", "o.png", EditSettings())
+
+
 def test_paste_back_and_generator_device_options(photo_files, tiny_model_dir, tmp_path):
     common = [photo_files["source"], photo_files["reference"], photo_files["mask"], "--weights", tiny_model_dir,
               "--steps", 1, "--no-crop"]

@@ -1,4 +1,5 @@
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -100,6 +101,22 @@ def test_num_samples_gives_distinct_results(tiny_pipeline, photos):
     samples = tiny_pipeline(source, reference, mask, EditSettings(steps=2, num_samples=3))[0]
     assert len(samples) == 3
     assert not np.array_equal(samples[0], samples[1])
+
+
+def test_mean_of_averages_its_own_samples(tiny_pipeline, photos):
+    """Result k of `mean_of` M is the pixel mean of samples kM..kM+M-1 of the same seed's stream."""
+    source, reference, mask = photos
+    settings = EditSettings(steps=2, seed=5, num_samples=6)
+    samples = [sample.astype(float) for sample in tiny_pipeline(source, reference, mask, settings)[0]]
+    means = tiny_pipeline(source, reference, mask, replace(settings, num_samples=2, mean_of=3))[0]
+    assert len(means) == 2
+    for index, mean in enumerate(means):
+        # averaged before the paste back, which rounds: within 2 of the mean of the pasted samples
+        np.testing.assert_allclose(mean, np.mean(samples[3 * index:3 * index + 3], axis=0), atol=2)
+    assert np.abs(means[0] - samples[0]).max() > 20  # not one sample
+    assert EditSettings(num_samples=2, mean_of=3).samples_drawn == 6
+    with pytest.raises(ValueError, match="mean_of"):
+        EditSettings(mean_of=0)
 
 
 def test_pixels_outside_blurred_mask_are_the_source(tiny_pipeline, photos):

@@ -183,7 +183,7 @@ def generated_square(pipeline, photos, settings):
     """The pipeline's decoded square before paste-back, and its final image."""
     squares = []
     decode = pipeline.decode
-    pipeline.decode = lambda latents: squares.extend(decode(latents)) or squares
+    pipeline.decode = lambda latents, mean_of=1: squares.extend(decode(latents, mean_of)) or squares
     try:
         final = pipeline(*photos, settings)[0][0]
     finally:

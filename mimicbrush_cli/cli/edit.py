@@ -16,7 +16,7 @@ from ..settings import GENERATOR_DEVICES, MAX_SEED, EditSettings
 from ..speedups import SpeedOptions
 from .app import app, quiet_libraries
 from .options import (DEFAULT_SCHEDULER, Device, DeviceOption, DType, DTypeOption, FastOption, Model,
-                      ReferenceCacheOption, ReferenceLocalityOption, SchedulerOption, Weights, dtype_name)
+                      MeanOfOption, ReferenceCacheOption, ReferenceLocalityOption, SchedulerOption, Weights, dtype_name)
 
 console = Console(stderr=True)
 
@@ -41,6 +41,7 @@ def edit_command(
     guidance: Annotated[float, typer.Option(min=0.0, help="Classifier-free guidance scale.")] = EditSettings.guidance,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed; the same seed gives the same result.")] = EditSettings.seed,
     num_samples: Annotated[int, typer.Option("--num-samples", min=1, max=64, help="Results per edit.")] = EditSettings.num_samples,
+    mean_of: MeanOfOption = EditSettings.mean_of,
     crop: Annotated[bool, typer.Option("--crop/--no-crop", help="Edit a context crop around the mask at working "
                                        "resolution and paste it into the full-resolution source (sharp small edits "
                                        "on large photos); --no-crop is the released behaviour.")] = EditSettings.crop,
@@ -83,7 +84,7 @@ def edit_command(
             raise typer.BadParameter("give SRC REF MASK triples (or SRC REF pairs with --mask-box)", param_hint="INPUTS")
         jobs = [EditJob(*inputs[index:index + 3]) for index in range(0, len(inputs), 3)]
     settings = EditSettings(steps=steps, scheduler=scheduler.value, guidance=guidance, keep_shape=keep_shape, crop=crop,
-                            seed=seed, num_samples=num_samples, reference_cache=reference_cache,
+                            seed=seed, num_samples=num_samples, mean_of=mean_of, reference_cache=reference_cache,
                             reference_locality=reference_locality,
                             paste_back=paste_back.value, generator_device=generator_device.value)
     if fast:

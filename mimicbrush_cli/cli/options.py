@@ -44,6 +44,10 @@ ReferenceLocalityOption = Annotated[float | None, typer.Option(
     "--reference-locality", min=0.001, help="Models with a positional prior on their reference attention (the "
     "bundled one): its width in image sides (trained: 0.1). Narrower takes more from the reference's same place; "
     "the README has the setting measured for the bundled model.")]
+MeanOfOption = Annotated[int, typer.Option(
+    "--mean-of", min=1, max=16, metavar="M", help="Each result is the pixel mean of M samples (1-16), each from "
+    "its own noise: less of one sample's noise, and less of its detail (the README has it measured for the bundled "
+    "model).")]
 FastOption = Annotated[bool, typer.Option(
     "--fast", help="A measured faster preset (see README, Speed): " + " ".join(
         f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}") for key, value in FAST_PRESET.items())

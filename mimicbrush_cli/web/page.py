@@ -27,12 +27,13 @@ def _error_line(error: MimicBrushError) -> str:
 
 
 def page_settings(steps, scheduler, guidance, seed, num_samples, crop, keep_shape, reference_cache,
-                  reference_locality) -> EditSettings:
+                  reference_locality, mean_of=1) -> EditSettings:
     """`EditSettings` from the page's controls; a reference locality of 0 (or none) is the trained width."""
     return EditSettings(steps=int(steps), scheduler=str(scheduler), guidance=float(guidance), seed=int(seed),
                         num_samples=int(num_samples), crop=bool(crop), keep_shape=bool(keep_shape),
                         reference_cache=bool(reference_cache),
-                        reference_locality=float(reference_locality) if reference_locality else None)
+                        reference_locality=float(reference_locality) if reference_locality else None,
+                        mean_of=int(mean_of))
 
 
 def build_page(session: EditSession) -> gr.Blocks:
@@ -74,6 +75,8 @@ def build_page(session: EditSession) -> gr.Blocks:
                 guidance = gr.Slider(0, 20, value=defaults.guidance, step=0.5, label="Guidance")
                 seed = gr.Number(value=defaults.seed, precision=0, label="Seed")
                 num_samples = gr.Slider(1, 8, value=defaults.num_samples, step=1, label="Samples")
+                mean_of = gr.Slider(1, 8, value=defaults.mean_of, step=1, elem_id="mean-of",
+                                    label="Each sample the mean of (bundled model: 4)")
             with gr.Row():
                 crop = gr.Checkbox(value=defaults.crop, label="Crop around the mask (sharp small edits on large "
                                    "photos; off: the released behaviour)")
@@ -100,7 +103,7 @@ def build_page(session: EditSession) -> gr.Blocks:
                           elem_id="command")
 
         def edit(editor, reference_image, mask_picture, box, invert_mask, steps_value, scheduler_value, guidance_value,
-                 seed_value, samples_value, crop_value, keep_shape_value, cache_value, locality_value,
+                 seed_value, samples_value, crop_value, keep_shape_value, cache_value, locality_value, mean_of_value,
                  progress=gr.Progress()):
             started = time.perf_counter()
             editor = editor or {}
@@ -108,7 +111,7 @@ def build_page(session: EditSession) -> gr.Blocks:
                 inputs = session.read_inputs(editor.get("background"), editor.get("layers") or [], reference_image,
                                              box or "", bool(invert_mask), mask_picture)
                 settings = page_settings(steps_value, scheduler_value, guidance_value, seed_value, samples_value,
-                                         crop_value, keep_shape_value, cache_value, locality_value)
+                                         crop_value, keep_shape_value, cache_value, locality_value, mean_of_value)
                 progress(0, desc="encoding")
                 result = session.edit(*inputs, settings, lambda step, total: progress(
                     (step, total), desc=f"step {step} of {total}"))
@@ -125,7 +128,7 @@ def build_page(session: EditSession) -> gr.Blocks:
         # last edit's "done" line does not stand beside the results of the next one while it runs.
         run.click(lambda: "editing…", outputs=status, queue=False).then(
             edit, inputs=[source, reference, mask_image, mask_box, invert, steps, scheduler, guidance, seed,
-                          num_samples, crop, keep_shape, reference_cache, locality],
+                          num_samples, crop, keep_shape, reference_cache, locality, mean_of],
             outputs=[before_after, gallery, download_result, download_mask, command, status],
             concurrency_limit=1, concurrency_id="model")
 

@@ -127,6 +127,7 @@ def test_benchmark_recon_fast_runs_the_preset(tiny_model_dir, tmp_path):
     editor = json.loads((tmp_path / "out" / "results.json").read_text())["editor"]
     assert {key: editor[key] for key in FAST_PRESET} == FAST_PRESET
     assert "reference_locality" not in editor  # as trained: the records of earlier runs still match
+    assert "mean_of" not in editor  # a plain sample: likewise
 
     # --reference-locality: refused for a model without a positional prior, before any folder is written
     refused = run("benchmark", "recon", tmp_path / "prepared", "-o", tmp_path / "refused", "--weights",
@@ -137,10 +138,20 @@ def test_benchmark_recon_fast_runs_the_preset(tiny_model_dir, tmp_path):
     shutil.copytree(tiny_model_dir, local)
     index = json.loads((local / "model_index.json").read_text())
     (local / "model_index.json").write_text(json.dumps({**index, "reference_positions": "local"}))
-    narrowed = run("benchmark", "recon", tmp_path / "prepared", "-o", tmp_path / "narrow", "--weights", local,
-                   "--fast", "--reference-locality", 0.05, "--long-side", 96, "--device", "cpu")
-    assert narrowed.exit_code == 0, narrowed.output
-    assert json.loads((tmp_path / "narrow" / "results.json").read_text())["editor"]["reference_locality"] == 0.05
+    for name, options in (("narrow", []), ("narrow_mean", ["--mean-of", 2])):
+        narrowed = run("benchmark", "recon", tmp_path / "prepared", "-o", tmp_path / name, "--weights", local,
+                       "--fast", "--reference-locality", 0.05, *options, "--long-side", 96, "--device", "cpu")
+        assert narrowed.exit_code == 0, narrowed.output
+    plain, mean = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("narrow", "narrow_mean"))
+    assert plain["editor"]["reference_locality"] == 0.05 and "mean_of" not in plain["editor"]
+    assert mean["editor"]["mean_of"] == 2
+    # --mean-of: every model editor of the run averages, the ablations too; the fill and the warp do not change
+    for pair in plain["samples"]:
+        plain_scores, mean_scores = plain["samples"][pair]["scores"], mean["samples"][pair]["scores"]
+        for editor in ("model", "attention_off", "model_mismatched"):
+            assert mean_scores[editor] != plain_scores[editor], editor
+        for editor in ("mean_fill", "homography", "autoencoder"):
+            assert mean_scores[editor] == plain_scores[editor], editor
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -232,6 +233,7 @@ def test_page_settings_take_a_locality_of_zero_as_the_trained_width():
     assert chosen == EditSettings(steps=6, scheduler="dpmpp-2m", guidance=2.0, reference_cache=True,
                                   reference_locality=0.07)
     assert "--reference-locality 0.07" in edit_command_line("s.png", "r.png", "m.png", "o.png", chosen)
+    assert page_settings(*controls, 0.07, 4) == replace(chosen, mean_of=4)
 
 
 @pytest.mark.slow
