@@ -427,10 +427,10 @@ class MimicBrushPipeline(DiffusionPipeline):
         """uint8 images of (N, 4, h, w) latents; `mean_of` M: N / M images, each the pixel mean of M
         consecutive decodes (before rounding)."""
         pixels = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
-        unit = (pixels / 2 + 0.5).clamp(0, 1)  # in the VAE's dtype, as the released postprocessing
+        unit = (pixels / 2 + 0.5).clamp(0, 1).float()  # clamped in the VAE's dtype, as the released postprocessing
         if mean_of > 1:
-            unit = unit.float().unflatten(0, (-1, mean_of)).mean(dim=1)
-        return [imaging.from_unit_range(image) for image in unit.float().cpu().numpy()]
+            unit = unit.unflatten(0, (-1, mean_of)).mean(dim=1)
+        return [imaging.from_unit_range(image) for image in unit.cpu().numpy()]
 
     @torch.no_grad()
     def autoencode(self, source: np.ndarray, mask: np.ndarray, settings: EditSettings = EditSettings()) -> np.ndarray:

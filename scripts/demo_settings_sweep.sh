@@ -29,8 +29,8 @@ rows = ["| guidance | reference locality | mean of | model PSNR | margin over me
         "|---|---|---|---|---|---|---|"]
 for setting in settings:
     guidance, width, *mean_of = setting.split()
-    name = f"g{guidance}_w{width}" + "".join(f"_m{m}" for m in mean_of)
-    runs = [json.loads(path.read_text())["summary"]["overall"] for path in sorted(out.glob(f"{name}_s*/results.json"))]
+    folder = f"g{guidance}_w{width}" + "".join(f"_m{m}" for m in mean_of)
+    runs = [json.loads(path.read_text())["summary"]["overall"] for path in sorted(out.glob(f"{folder}_s*/results.json"))]
     mean = lambda name, metric: sum(run[name][metric]["mean"] for run in runs) / len(runs)  # noqa: E731
     rows.append(f"| {guidance} | {'0.1 (trained)' if width == '-' else width} | {mean_of[0] if mean_of else 1} | "
                 f"{mean('model', 'psnr'):.2f} | "
