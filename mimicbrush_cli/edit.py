@@ -67,7 +67,8 @@ def edit_command_line(source: str, reference: str, mask: str, output: str, setti
     words = ["mimicbrush", "edit", source, reference, mask, "-o", output]
     for field, option in (("steps", "--steps"), ("scheduler", "--scheduler"), ("guidance", "--guidance"), ("seed", "--seed"),
                           ("num_samples", "--num-samples"), ("mean_of", "--mean-of"), ("paste_back", "--paste-back"),
-                          ("generator_device", "--generator-device"), ("reference_locality", "--reference-locality")):
+                          ("generator_device", "--generator-device"), ("reference_locality", "--reference-locality"),
+                          ("reference_timestep", "--reference-timestep")):
         value = getattr(settings, field)
         if value != getattr(defaults, field):
             words += [option, f"{value:g}" if isinstance(value, float) else str(value)]

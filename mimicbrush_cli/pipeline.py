@@ -170,10 +170,14 @@ class MimicBrushPipeline(DiffusionPipeline):
         """Whether the reference attention has a positional prior, whose width an edit may set."""
         return self.bank.positions == "local"
 
-    def check_reference_locality(self, settings: EditSettings) -> None:
-        """Refuse `settings.reference_locality` (one line) for a model without a positional prior."""
+    def check_model_settings(self, settings: EditSettings) -> None:
+        """Refuse (one line) the settings this model cannot take: `reference_locality` without a positional
+        prior, a `reference_timestep` beyond its noise schedule."""
         if settings.reference_locality is not None and not self.has_positional_prior:
             raise MimicBrushError(REFERENCE_LOCALITY_NEEDS_POSITIONS)
+        last = self.scheduler.config.num_train_timesteps - 1
+        if settings.reference_timestep is not None and settings.reference_timestep > last:
+            raise MimicBrushError(f"--reference-timestep must be at most {last}, this model's noisiest timestep")
 
     @property
     def latent_dtype(self) -> torch.dtype:
@@ -391,7 +395,7 @@ class MimicBrushPipeline(DiffusionPipeline):
         edits = torch.arange(encoded.reference_latents.shape[0], device=self.device)
         per_pass = 1 if released else settings.reference_steps_per_pass
         trained_width = self.bank.locality_width
-        self.check_reference_locality(settings)
+        self.check_model_settings(settings)
         if settings.reference_locality is not None:
             self.bank.locality_width = settings.reference_locality
         try:
@@ -400,7 +404,9 @@ class MimicBrushPipeline(DiffusionPipeline):
                     rows = None  # every row reads nothing: A_self only
                 elif settings.reference_cache:
                     if step == 0:
-                        self.run_reference_pass(encoded, timesteps[:1])
+                        cached = (timesteps[:1] if settings.reference_timestep is None
+                                  else torch.full_like(timesteps[:1], settings.reference_timestep))
+                        self.run_reference_pass(encoded, cached)
                     rows = edits
                 elif released:
                     self.run_released_reference_pass(encoded, timestep)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from . import imaging
+from .errors import MimicBrushError
 
 StepCallback = Callable[[int, int], None]
 MAX_SEED = 2**63 - 1  # torch generators take a 64-bit seed
@@ -21,6 +22,8 @@ SCHEDULERS = ("ddim", "dpmpp-2m", "dpmpp-2m-karras", "unipc", "euler")
 # `--fast`: fewer steps of a multistep solver, reference features from the first step only. Its speed
 # (`benchmark speed`) and its quality against the exact 50-step edit (`benchmark recon`) are in the README.
 FAST_PRESET = {"scheduler": "dpmpp-2m", "steps": 6, "reference_cache": True}
+REFERENCE_TIMESTEP_NEEDS_CACHE = ("--reference-timestep sets the timestep of the reference cache: add "
+                                  "--reference-cache (or --fast)")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class EditSettings:
     # Models with a positional prior (`reference_positions: local`): its width in image sides for this edit;
     # None: the width they trained with (0.1). Narrower takes more from the reference's same place.
     reference_locality: float | None = None
+    # With the reference cache: the timestep of the reference features that every step reads; None: the
+    # first step's. Features of a noisier timestep can serve every step better (the README has it measured).
+    reference_timestep: int | None = None
 
     @property
     def samples_drawn(self) -> int:
@@ -67,5 +73,18 @@ class EditSettings:
             raise ValueError(f"num_samples and mean_of must be >= 1, not {self.num_samples} and {self.mean_of}")
         if self.reference_locality is not None and not self.reference_locality > 0:
             raise ValueError(f"reference_locality must be > 0, not {self.reference_locality}")
+        if self.reference_timestep is not None:
+            if not self.reference_cache:
+                raise ValueError(REFERENCE_TIMESTEP_NEEDS_CACHE)
+            if self.reference_timestep < 0:
+                raise ValueError(f"reference_timestep must be >= 0, not {self.reference_timestep}")
         if self.generator_device not in GENERATOR_DEVICES:
             raise ValueError(f"generator_device must be one of {GENERATOR_DEVICES}, not {self.generator_device!r}")
+
+
+def edit_settings(*, fast: bool = False, **values) -> EditSettings:
+    """`EditSettings` from a command's or the page's options, `--fast` applied; what they cannot combine is
+    one line (`MimicBrushError`)."""
+    if values.get("reference_timestep") is not None and not (values.get("reference_cache") or fast):
+        raise MimicBrushError(REFERENCE_TIMESTEP_NEEDS_CACHE)
+    return EditSettings(**{**values, **(FAST_PRESET if fast else {})})

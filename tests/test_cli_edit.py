@@ -51,6 +51,28 @@ def test_mean_of_writes_one_result_per_sample_and_is_repeated_by_the_command_lin
     assert "--mean-of" not in edit_command_line("s.png", "r.png", "m.png", "o.png", EditSettings())
 
 
+def test_reference_timestep_needs_the_cache_and_is_repeated_by_the_command_line(photo_files, tiny_model_dir, tmp_path):
+    from mimicbrush_cli.edit import edit_command_line
+    from mimicbrush_cli.settings import EditSettings
+
+    files = [photo_files["source"], photo_files["reference"], photo_files["mask"], "--weights", tiny_model_dir,
+             "--steps", 2, "--scheduler", "dpmpp-2m"]
+    refused = run("edit", *files, "-o", tmp_path / "refused.png", "--reference-timestep", 999)
+    assert refused.exit_code == 2 and refused.output.splitlines()[-1] == (
+        "error: --reference-timestep sets the timestep of the reference cache: add --reference-cache (or --fast)")
+    beyond = run("edit", *files, "-o", tmp_path / "beyond.png", "--reference-cache", "--reference-timestep", 1000)
+    assert beyond.exit_code == 2 and "at most 999" in beyond.output.splitlines()[-1]
+    assert not (tmp_path / "refused.png").exists() and not (tmp_path / "beyond.png").exists()
+    for name, options in (("first", []), ("noisiest", ["--reference-timestep", 999])):
+        result = run("edit", *files, "-o", tmp_path / f"{name}.png", "--reference-cache", *options)
+        assert result.exit_code == 0, result.output
+    assert not np.array_equal(*(np.asarray(Image.open(tmp_path / f"{name}.png")) for name in ("first", "noisiest")))
+    fast = run("edit", *files, "-o", tmp_path / "fast.png", "--fast", "--reference-timestep", 999)
+    assert fast.exit_code == 0, fast.output
+    assert "--reference-timestep 999" in edit_command_line(
+        "s.png", "r.png", "m.png", "o.png", EditSettings(reference_cache=True, reference_timestep=999))
+
+
 def test_paste_back_and_generator_device_options(photo_files, tiny_model_dir, tmp_path):
     common = [photo_files["source"], photo_files["reference"], photo_files["mask"], "--weights", tiny_model_dir,
               "--steps", 1, "--no-crop"]

@@ -263,6 +263,29 @@ def test_reference_cache_reads_the_first_timestep_features_with_any_solver(tiny_
     assert imitative == [(t, [-1, 0]) for t in timesteps]
 
 
+@pytest.mark.parametrize("scheduler", ["dpmpp-2m", "euler"])
+def test_reference_timestep_sets_the_cached_features_timestep(tiny_pipeline, photos, scheduler):
+    solver = expected_solver(tiny_pipeline, scheduler)
+    solver.set_timesteps(3)
+    timesteps = [float(t) for t in solver.timesteps]
+    cache = EditSettings(steps=3, scheduler=scheduler, reference_cache=True)
+    first = tiny_pipeline(*photos, cache)[0][0]
+    with recorded_steps(tiny_pipeline) as (reference, imitative):
+        noisiest = tiny_pipeline(*photos, replace(cache, reference_timestep=999))[0][0]
+    assert reference == [[999.0]]
+    assert imitative == [(t, [-1, 0]) for t in timesteps]  # the solver's own steps, reading the one cached row
+    assert not np.array_equal(noisiest, first)
+    explicit = tiny_pipeline(*photos, replace(cache, reference_timestep=int(timesteps[0])))[0][0]
+    if scheduler == "dpmpp-2m":  # integer timesteps: naming the first one is the default
+        np.testing.assert_array_equal(explicit, first)
+    with pytest.raises(MimicBrushError, match="at most 999"):
+        tiny_pipeline(*photos, replace(cache, reference_timestep=1000))
+    with pytest.raises(ValueError, match="reference-cache"):
+        EditSettings(reference_timestep=999)  # without the cache every step has its own features
+    with pytest.raises(ValueError, match="reference_timestep"):
+        replace(cache, reference_timestep=-1)
+
+
 @pytest.mark.parametrize("scheduler", ["dpmpp-2m", "dpmpp-2m-karras", "unipc", "euler"])
 def test_each_solver_gives_its_own_edit(tiny_pipeline, photos, scheduler):
     source, reference, mask = photos

@@ -38,6 +38,7 @@ class PipelineOptions:
     reference_cache: bool = EditSettings.reference_cache
     reference_attention: bool = EditSettings.reference_attention  # False: the same weights with it off (an ablation)
     reference_locality: float | None = EditSettings.reference_locality
+    reference_timestep: int | None = EditSettings.reference_timestep
     mean_of: int = EditSettings.mean_of  # each edit the pixel mean of this many samples
 
 
@@ -60,6 +61,8 @@ class PipelineEditor:
         record = {key: value for key, value in asdict(self.options).items() if key not in ("device", "dtype")}
         if record["reference_locality"] is None:  # as the model trained: also the records of runs before the option
             del record["reference_locality"]
+        if record["reference_timestep"] is None:  # the first step's: likewise
+            del record["reference_timestep"]
         if record["mean_of"] == 1:  # a plain sample: also the records of runs before the option
             del record["mean_of"]
         return record
@@ -87,7 +90,8 @@ class PipelineEditor:
         settings = EditSettings(steps=options.steps, scheduler=options.scheduler, guidance=options.guidance,
                                 keep_shape=keep_shape, crop=options.crop, seed=seed, num_samples=1, reference_cache=options.reference_cache,
                                 reference_attention=options.reference_attention,
-                                reference_locality=options.reference_locality, mean_of=options.mean_of)
+                                reference_locality=options.reference_locality, mean_of=options.mean_of,
+                                reference_timestep=options.reference_timestep)
         return pipeline(source, reference, mask, settings)[0][0]
 
 
@@ -97,11 +101,13 @@ def make_pipeline_editor(weights: str | Path | None = None, model: str | None = 
                          reference_cache: bool = PipelineOptions.reference_cache,
                          scheduler: str = PipelineOptions.scheduler,
                          reference_locality: float | None = PipelineOptions.reference_locality,
-                         mean_of: int = PipelineOptions.mean_of) -> PipelineEditor:
+                         mean_of: int = PipelineOptions.mean_of,
+                         reference_timestep: int | None = PipelineOptions.reference_timestep) -> PipelineEditor:
     """The `Editor` for `--weights DIR` or `--model NAME` (as in `mimicbrush edit`), loaded lazily."""
     if weights is not None and model is not None:
         raise MimicBrushError("pass either --weights or --model, not both")
     return PipelineEditor(PipelineOptions(weights=None if weights is None else str(weights), model=model, device=device,
                                           dtype=dtype, steps=steps, scheduler=scheduler, guidance=guidance,
                                           crop=crop, reference_cache=reference_cache,
-                                          reference_locality=reference_locality, mean_of=mean_of))
+                                          reference_locality=reference_locality, mean_of=mean_of,
+                                          reference_timestep=reference_timestep))

@@ -18,10 +18,11 @@ from ..benchmark.report import (PAPER_ROWS, RECON_DIFFERENCES, RECON_ROWS, SPLIT
                                 results_table, run_cells)
 from ..benchmark.runner import BenchmarkSettings
 from ..errors import MimicBrushError
-from ..settings import MAX_SEED, EditSettings
+from ..settings import MAX_SEED, edit_settings
 from .app import app, quiet_libraries
 from .options import (DEFAULT_SCHEDULER, Device, DType, FastOption, MeanOfOption, Model, ReferenceCacheOption,
-                      ReferenceLocalityOption, Scheduler, SchedulerOption, Weights, dtype_name)
+                      ReferenceLocalityOption, ReferenceTimestepOption, Scheduler, SchedulerOption, Weights,
+                      dtype_name)
 
 benchmark_app = typer.Typer(help="Score a model: the paper's benchmarks (texture, part) and a reconstruction check.",
                             no_args_is_help=True)
@@ -51,18 +52,18 @@ MetricsModels = Annotated[Path | None, typer.Option("--metrics-models", help="Fo
 
 def _editor(weights: Path | None, model: str | None, device: Device, dtype: DType, steps: int, scheduler: Scheduler,
             guidance: float, crop: bool, reference_cache: bool, fast: bool, reference_locality: float | None = None,
-            mean_of: int = PipelineOptions.mean_of):
+            mean_of: int = PipelineOptions.mean_of,
+            reference_timestep: int | None = PipelineOptions.reference_timestep):
     from ..benchmark.editors import make_pipeline_editor
 
-    settings = EditSettings(steps=steps, scheduler=scheduler.value, reference_cache=reference_cache,
-                            reference_locality=reference_locality)
-    settings = settings.fast() if fast else settings
+    settings = edit_settings(steps=steps, scheduler=scheduler.value, reference_cache=reference_cache, fast=fast,
+                             reference_locality=reference_locality, reference_timestep=reference_timestep)
     editor = make_pipeline_editor(weights=weights, model=model, device=device.value, dtype=dtype_name(dtype),
                                   steps=settings.steps, scheduler=settings.scheduler, guidance=guidance, crop=crop,
                                   reference_cache=settings.reference_cache, reference_locality=reference_locality,
-                                  mean_of=mean_of)
-    if reference_locality is not None:  # refused before a results folder is written, not at the first edit
-        editor.pipeline.check_reference_locality(settings)
+                                  mean_of=mean_of, reference_timestep=reference_timestep)
+    if reference_locality is not None or reference_timestep is not None:
+        editor.pipeline.check_model_settings(settings)  # refused before a results folder is written
     return editor
 
 
@@ -121,12 +122,13 @@ def _task_command(task: str, keep_shape_note: str):
         scheduler: SchedulerOption = DEFAULT_SCHEDULER, guidance: Guidance = PipelineOptions.guidance,
         crop: Crop = PipelineOptions.crop, reference_cache: ReferenceCacheOption = PipelineOptions.reference_cache,
         reference_locality: ReferenceLocalityOption = PipelineOptions.reference_locality,
+        reference_timestep: ReferenceTimestepOption = PipelineOptions.reference_timestep,
         mean_of: MeanOfOption = PipelineOptions.mean_of, fast: FastOption = False,
         device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto,
         metrics_models: MetricsModels = None,
     ) -> None:
         editor = _editor(weights, model, device, dtype, steps, scheduler, guidance, crop, reference_cache, fast,
-                         reference_locality, mean_of)
+                         reference_locality, mean_of, reference_timestep)
         _run_task(task, data_dir, split, output, seed, long_side, editor, device, metrics_models)
 
     command.__doc__ = f"The paper's {TASK_TITLES[task]} benchmark ({keep_shape_note}). Re-running resumes."
@@ -147,6 +149,7 @@ def recon_command(
     scheduler: SchedulerOption = DEFAULT_SCHEDULER, guidance: Guidance = PipelineOptions.guidance,
     crop: Crop = PipelineOptions.crop, reference_cache: ReferenceCacheOption = PipelineOptions.reference_cache,
     reference_locality: ReferenceLocalityOption = PipelineOptions.reference_locality,
+    reference_timestep: ReferenceTimestepOption = PipelineOptions.reference_timestep,
     mean_of: MeanOfOption = PipelineOptions.mean_of, fast: FastOption = False,
     device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto,
     against: Annotated[Path | None, typer.Option(
@@ -162,7 +165,7 @@ def recon_command(
     settings = ReconSettings(seed=seed, box_fraction=box_fraction, long_side=long_side)
     earlier = load_against(against, settings) if against is not None else None
     editor = _editor(weights, model, device, dtype, steps, scheduler, guidance, crop, reference_cache, fast,
-                     reference_locality, mean_of)
+                     reference_locality, mean_of, reference_timestep)
     output = output or Path("benchmark_results") / "recon"
     with progress_reporter("recon") as report:
         results = run_recon(pairs, output, editor, settings, editor_info=editor.record,

@@ -12,11 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import MimicBrushError
 from ..imaging import PASTE_BACK_KERNELS, parse_box
-from ..settings import GENERATOR_DEVICES, MAX_SEED, EditSettings
+from ..settings import GENERATOR_DEVICES, MAX_SEED, EditSettings, edit_settings
 from ..speedups import SpeedOptions
 from .app import app, quiet_libraries
 from .options import (DEFAULT_SCHEDULER, Device, DeviceOption, DType, DTypeOption, FastOption, Model,
-                      MeanOfOption, ReferenceCacheOption, ReferenceLocalityOption, SchedulerOption, Weights, dtype_name)
+                      MeanOfOption, ReferenceCacheOption, ReferenceLocalityOption, ReferenceTimestepOption,
+                      SchedulerOption, Weights, dtype_name)
 
 console = Console(stderr=True)
 
@@ -56,6 +57,7 @@ def edit_command(
                                 ] = GeneratorDevice(EditSettings.generator_device),
     reference_cache: ReferenceCacheOption = EditSettings.reference_cache,
     reference_locality: ReferenceLocalityOption = EditSettings.reference_locality,
+    reference_timestep: ReferenceTimestepOption = EditSettings.reference_timestep,
     fast: FastOption = False,
     weights: Weights = None,
     model: Model = None,
@@ -83,12 +85,10 @@ def edit_command(
         if len(inputs) % 3:
             raise typer.BadParameter("give SRC REF MASK triples (or SRC REF pairs with --mask-box)", param_hint="INPUTS")
         jobs = [EditJob(*inputs[index:index + 3]) for index in range(0, len(inputs), 3)]
-    settings = EditSettings(steps=steps, scheduler=scheduler.value, guidance=guidance, keep_shape=keep_shape, crop=crop,
-                            seed=seed, num_samples=num_samples, mean_of=mean_of, reference_cache=reference_cache,
-                            reference_locality=reference_locality,
-                            paste_back=paste_back.value, generator_device=generator_device.value)
-    if fast:
-        settings = settings.fast()
+    settings = edit_settings(steps=steps, scheduler=scheduler.value, guidance=guidance, keep_shape=keep_shape, crop=crop,
+                             seed=seed, num_samples=num_samples, mean_of=mean_of, reference_cache=reference_cache,
+                             reference_locality=reference_locality, reference_timestep=reference_timestep,
+                             paste_back=paste_back.value, generator_device=generator_device.value, fast=fast)
     outputs = plan_output_paths(jobs, output, num_samples)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, transient=True) as progress:

@@ -48,6 +48,10 @@ MeanOfOption = Annotated[int, typer.Option(
     "--mean-of", min=1, max=16, metavar="M", help="Each result is the pixel mean of M samples (1-16), each from "
     "its own noise: less of one sample's noise, and less of its detail (the README has it measured for the bundled "
     "model).")]
+ReferenceTimestepOption = Annotated[int | None, typer.Option(
+    "--reference-timestep", min=0, metavar="T", help="With --reference-cache (or --fast): the timestep whose "
+    "reference features every step reads (default: the first step's). The README has it measured for the bundled "
+    "model (999: the noisiest).")]
 FastOption = Annotated[bool, typer.Option(
     "--fast", help="A measured faster preset (see README, Speed): " + " ".join(
         f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}") for key, value in FAST_PRESET.items())
@@ -58,3 +62,4 @@ DEFAULT_SCHEDULER = Scheduler(EditSettings.scheduler)
 def dtype_name(dtype: DType) -> str | None:
     """The `--dtype` value as `loading.load_pipeline` takes it (None: the device's default)."""
     return None if dtype is DType.auto else dtype.value
+

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import MimicBrushError
 from ..imaging import load_image, load_mask, rgb_on_white
-from ..settings import SCHEDULERS, EditSettings
+from ..settings import SCHEDULERS, EditSettings, edit_settings
 from .session import BOX_COLOUR, EditSession, ServeConfig, box_from_corners, check_upload, find_examples, outline
 
 # See-through, so the source shows under the mask; any painted pixel (alpha > 0) is part of the mask.
@@ -27,13 +27,15 @@ def _error_line(error: MimicBrushError) -> str:
 
 
 def page_settings(steps, scheduler, guidance, seed, num_samples, crop, keep_shape, reference_cache,
-                  reference_locality, mean_of=1) -> EditSettings:
-    """`EditSettings` from the page's controls; a reference locality of 0 (or none) is the trained width."""
-    return EditSettings(steps=int(steps), scheduler=str(scheduler), guidance=float(guidance), seed=int(seed),
-                        num_samples=int(num_samples), crop=bool(crop), keep_shape=bool(keep_shape),
-                        reference_cache=bool(reference_cache),
-                        reference_locality=float(reference_locality) if reference_locality else None,
-                        mean_of=int(mean_of))
+                  reference_locality, mean_of=1, reference_timestep=None) -> EditSettings:
+    """`EditSettings` from the page's controls; a reference locality of 0 (or none) is the trained width, a
+    reference timestep of 0 (or none) the first step's."""
+    return edit_settings(steps=int(steps), scheduler=str(scheduler), guidance=float(guidance), seed=int(seed),
+                         num_samples=int(num_samples), crop=bool(crop), keep_shape=bool(keep_shape),
+                         reference_cache=bool(reference_cache),
+                         reference_locality=float(reference_locality) if reference_locality else None,
+                         mean_of=int(mean_of),
+                         reference_timestep=int(reference_timestep) if reference_timestep else None)
 
 
 def build_page(session: EditSession) -> gr.Blocks:
@@ -91,6 +93,9 @@ def build_page(session: EditSession) -> gr.Blocks:
                                      "trained; the bundled model: 0.07, README)",
                                      interactive=session.has_positional_prior,
                                      info=None if session.has_positional_prior else NO_PRIOR_REASON)
+                reference_timestep = gr.Number(value=0, minimum=0, precision=0, elem_id="reference-timestep",
+                                               label="Reference timestep (with the reference cache; 0: the first "
+                                               "step's; the bundled model: 999, README)")
         run = gr.Button("Edit", variant="primary", elem_id="run")
         status = gr.Markdown(elem_id="status")
         with gr.Row():
@@ -104,14 +109,15 @@ def build_page(session: EditSession) -> gr.Blocks:
 
         def edit(editor, reference_image, mask_picture, box, invert_mask, steps_value, scheduler_value, guidance_value,
                  seed_value, samples_value, crop_value, keep_shape_value, cache_value, locality_value, mean_of_value,
-                 progress=gr.Progress()):
+                 timestep_value, progress=gr.Progress()):
             started = time.perf_counter()
             editor = editor or {}
             try:
                 inputs = session.read_inputs(editor.get("background"), editor.get("layers") or [], reference_image,
                                              box or "", bool(invert_mask), mask_picture)
                 settings = page_settings(steps_value, scheduler_value, guidance_value, seed_value, samples_value,
-                                         crop_value, keep_shape_value, cache_value, locality_value, mean_of_value)
+                                         crop_value, keep_shape_value, cache_value, locality_value, mean_of_value,
+                                         timestep_value)
                 progress(0, desc="encoding")
                 result = session.edit(*inputs, settings, lambda step, total: progress(
                     (step, total), desc=f"step {step} of {total}"))
@@ -128,7 +134,7 @@ def build_page(session: EditSession) -> gr.Blocks:
         # last edit's "done" line does not stand beside the results of the next one while it runs.
         run.click(lambda: "editing…", outputs=status, queue=False).then(
             edit, inputs=[source, reference, mask_image, mask_box, invert, steps, scheduler, guidance, seed,
-                          num_samples, crop, keep_shape, reference_cache, locality, mean_of],
+                          num_samples, crop, keep_shape, reference_cache, locality, mean_of, reference_timestep],
             outputs=[before_after, gallery, download_result, download_mask, command, status],
             concurrency_limit=1, concurrency_id="model")
 

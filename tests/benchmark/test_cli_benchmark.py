@@ -128,6 +128,20 @@ def test_benchmark_recon_fast_runs_the_preset(tiny_model_dir, tmp_path):
     assert {key: editor[key] for key in FAST_PRESET} == FAST_PRESET
     assert "reference_locality" not in editor  # as trained: the records of earlier runs still match
     assert "mean_of" not in editor  # a plain sample: likewise
+    assert "reference_timestep" not in editor  # the first step's: likewise
+
+    # --reference-timestep: beyond the model's noise schedule refused before any folder is written; recorded
+    beyond = run("benchmark", "recon", tmp_path / "prepared", "-o", tmp_path / "beyond", "--weights", tiny_model_dir,
+                 "--fast", "--reference-timestep", 1000, "--long-side", 96, "--device", "cpu")
+    assert beyond.exit_code == 2 and "at most 999" in beyond.output.splitlines()[-1]
+    assert not (tmp_path / "beyond").exists()
+    noisiest = run("benchmark", "recon", tmp_path / "prepared", "-o", tmp_path / "noisiest", "--weights",
+                   tiny_model_dir, "--fast", "--reference-timestep", 999, "--long-side", 96, "--device", "cpu")
+    assert noisiest.exit_code == 0, noisiest.output
+    noisiest, first = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("noisiest", "out"))
+    assert noisiest["editor"]["reference_timestep"] == 999
+    assert all(noisiest["samples"][pair]["scores"]["model"] != first["samples"][pair]["scores"]["model"]
+               for pair in first["samples"])
 
     # --reference-locality: refused for a model without a positional prior, before any folder is written
     refused = run("benchmark", "recon", tmp_path / "prepared", "-o", tmp_path / "refused", "--weights",

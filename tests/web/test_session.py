@@ -234,6 +234,12 @@ def test_page_settings_take_a_locality_of_zero_as_the_trained_width():
                                   reference_locality=0.07)
     assert "--reference-locality 0.07" in edit_command_line("s.png", "r.png", "m.png", "o.png", chosen)
     assert page_settings(*controls, 0.07, 4) == replace(chosen, mean_of=4)
+    assert page_settings(*controls, 0.07, 4, 0).reference_timestep is None  # the first step's
+    assert page_settings(*controls, 0.07, 4, None).reference_timestep is None
+    assert page_settings(*controls, 0.07, 4, 999.0) == replace(chosen, mean_of=4, reference_timestep=999)
+    without_cache = controls[:-1] + (False,)
+    with pytest.raises(MimicBrushError, match="add --reference-cache"):  # shown as the page's one error line
+        page_settings(*without_cache, 0.07, 4, 999)
 
 
 @pytest.mark.slow
