@@ -62,4 +62,3 @@ DEFAULT_SCHEDULER = Scheduler(EditSettings.scheduler)
 def dtype_name(dtype: DType) -> str | None:
     """The `--dtype` value as `loading.load_pipeline` takes it (None: the device's default)."""
     return None if dtype is DType.auto else dtype.value
-
