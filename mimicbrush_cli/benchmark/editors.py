@@ -42,6 +42,11 @@ class PipelineOptions:
     mean_of: int = EditSettings.mean_of  # each edit the pixel mean of this many samples
 
 
+# Options a record leaves out at these values (as trained, the first step's, a plain sample), so that the records
+# of runs made before each option existed still match when resuming or with `--against`.
+OMITTED_AT = {"reference_locality": None, "reference_timestep": None, "mean_of": 1}
+
+
 class PipelineEditor:
     """An `Editor` running `MimicBrushPipeline`; the model loads on the first edit, so a benchmark
     whose samples are all finished, or whose metric networks are missing, never loads it."""
@@ -58,14 +63,8 @@ class PipelineEditor:
     @property
     def record(self) -> dict[str, Any]:
         """What identifies this editor's results (stored with them, compared when resuming)."""
-        record = {key: value for key, value in asdict(self.options).items() if key not in ("device", "dtype")}
-        if record["reference_locality"] is None:  # as the model trained: also the records of runs before the option
-            del record["reference_locality"]
-        if record["reference_timestep"] is None:  # the first step's: likewise
-            del record["reference_timestep"]
-        if record["mean_of"] == 1:  # a plain sample: also the records of runs before the option
-            del record["mean_of"]
-        return record
+        return {key: value for key, value in asdict(self.options).items()
+                if key not in ("device", "dtype") and not (key in OMITTED_AT and OMITTED_AT[key] == value)}
 
     @property
     def pipeline(self):
