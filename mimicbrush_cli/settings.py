@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from . import imaging
 from .errors import MimicBrushError
@@ -59,10 +59,6 @@ class EditSettings:
     def samples_drawn(self) -> int:
         """Samples denoised per edit: `mean_of` for each of the `num_samples` results."""
         return self.num_samples * self.mean_of
-
-    def fast(self) -> EditSettings:
-        """These settings with `FAST_PRESET`'s in place of theirs."""
-        return replace(self, **FAST_PRESET)
 
     def __post_init__(self) -> None:
         if self.paste_back not in imaging.PASTE_BACK_KERNELS:

@@ -19,6 +19,7 @@ from mimicbrush_cli.errors import MimicBrushError
 from mimicbrush_cli.imaging import load_mask
 from mimicbrush_cli.loading import load_pipeline
 from mimicbrush_cli.pipeline import EditSettings
+from mimicbrush_cli.settings import edit_settings
 from mimicbrush_cli.web.session import (EditSession, ServeConfig, box_from_corners, check_upload, find_examples,
                                         painted_mask)
 
@@ -194,7 +195,7 @@ def test_command_line_names_only_settings_that_differ_from_the_defaults():
     assert edit_command_line("s.png", "r.png", "m.png", "o.png", settings, ("--model", "demo")) == \
         ("mimicbrush edit s.png r.png m.png -o o.png --guidance 7.5 --reference-locality 0.07 --keep-shape "
          "--reference-cache --model demo")
-    fast = EditSettings().fast()
+    fast = edit_settings(fast=True)
     assert edit_command_line("s.png", "r.png", "m.png", "o.png", fast) == \
         "mimicbrush edit s.png r.png m.png -o o.png --steps 6 --scheduler dpmpp-2m --reference-cache"
 
