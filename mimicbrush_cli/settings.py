@@ -40,7 +40,7 @@ class EditSettings:
     # Each result is the pixel mean of this many samples, each from its own noise: an estimate of the
     # posterior mean, with less of one sample's own noise and fewer of its details. 1: a plain sample.
     mean_of: int = 1
-    reference_cache: bool = False  # opt-in approximation: reference features from the first step only
+    reference_cache: bool = False  # opt-in approximation: reference features computed once (see reference_timestep)
     reference_steps_per_pass: int = 4  # >= 1; exact: timesteps batched per reference U-Net pass (memory grows with it)
     paste_back: str = "released"   # imaging.PASTE_BACK_KERNELS: "released" or "lanczos" (sharper, rounds to nearest)
     # "cpu": noise from a CPU generator, the same on every device; "device": from a generator on the
