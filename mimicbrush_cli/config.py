@@ -168,7 +168,10 @@ def _coerce(annotation: Any, value: Any, key: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise MimicBrushError(f"config key {key} must be a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a whole number beyond any float
+            raise MimicBrushError(f"config key {key} is too large a number") from None
     if annotation is str:
         if not isinstance(value, str):
             raise MimicBrushError(f"config key {key} must be a string, got {value!r}")

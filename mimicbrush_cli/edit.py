@@ -12,8 +12,8 @@ from pathlib import Path
 
 from . import imaging
 from .errors import MimicBrushError
-from .outputs import check_image_output_path, save_image_atomically
-from .settings import EditSettings, StepCallback
+from .outputs import check_image_output_path, check_outputs_spare_inputs, save_image_atomically
+from .settings import EditSettings, StepCallback, settings_words
 from .speedups import SpeedOptions
 
 
@@ -35,6 +35,8 @@ def plan_output_paths(jobs: Sequence[EditJob], output: Path | None, num_samples:
             parts = ([f"{edit_index:02d}"] if len(jobs) > 1 else []) + ([f"{sample_index:02d}"] if num_samples > 1 else [])
             row.append(base.with_name("-".join([base.stem, *parts]) + base.suffix) if parts else base)
         paths.append(row)
+    check_outputs_spare_inputs([path for row in paths for path in row], [(what, getattr(job, field)) for job in jobs for
+                               field, what in (("source", "source image"), ("reference", "reference image"), ("mask", "mask"))])
     return paths
 
 
@@ -61,24 +63,11 @@ def edit_images(pipeline, inputs: Sequence[tuple], settings: EditSettings,
 
 
 def edit_command_line(source: str, reference: str, mask: str, output: str, settings: EditSettings,
-                      model_options: Sequence[str] = ()) -> str:
-    """The `mimicbrush edit` command that repeats an edit: only settings that differ from the defaults."""
-    defaults = EditSettings()
-    words = ["mimicbrush", "edit", source, reference, mask, "-o", output]
-    for field, option in (("steps", "--steps"), ("scheduler", "--scheduler"), ("guidance", "--guidance"), ("seed", "--seed"),
-                          ("num_samples", "--num-samples"), ("mean_of", "--mean-of"), ("paste_back", "--paste-back"),
-                          ("generator_device", "--generator-device"), ("reference_locality", "--reference-locality"),
-                          ("reference_timestep", "--reference-timestep")):
-        value = getattr(settings, field)
-        if value != getattr(defaults, field):
-            words += [option, f"{value:g}" if isinstance(value, float) else str(value)]
-    for field, on, off in (("crop", "--crop", "--no-crop"), ("keep_shape", "--keep-shape", None),
-                           ("reference_cache", "--reference-cache", None)):
-        value = getattr(settings, field)
-        if value != getattr(defaults, field):
-            words.append(on if value else off)
-    words += list(model_options)
-    return shlex.join(words)
+                      model_options: Sequence[str] = (), defaults: EditSettings = EditSettings()) -> str:
+    """The `mimicbrush edit` command that repeats an edit: only the settings that differ from `defaults`, the
+    model's own (those `model_options` name)."""
+    words = ["mimicbrush", "edit", source, reference, mask, "-o", output, *settings_words(settings, defaults)]
+    return shlex.join(words + list(model_options))
 
 
 def run_edits(jobs: Sequence[EditJob], settings: EditSettings, outputs: Sequence[Sequence[Path]],

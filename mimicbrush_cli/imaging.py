@@ -10,14 +10,18 @@ Pixels outside the blurred mask are exactly the source's.
 
 from __future__ import annotations
 
+import re
+import struct
+import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import MimicBrushError
+from .errors import MimicBrushError, first_line
 
 WHITE = 255
 MASK_THRESHOLD = 128          # released: mask = pixels > 128
@@ -50,19 +54,75 @@ class Box:
 
 
 # ---------------------------------------------------------------- reading inputs
+#
+# Files are decoded by their content, whatever their name says (JPEG bytes in a .png are a JPEG). What a file
+# decodes to is what a viewer shows: its EXIF orientation applied (to images and masks alike, so a mask painted
+# over the shown photo lines up); an animation's first frame; CMYK as RGB = 255 (1 - C)(1 - K). A file whose
+# header claims more than `max_pixels` is refused from the header, before anything is decoded.
 
-def _open_image(path: str | Path, what: str) -> Image.Image:
+# Pillow's own decompression-bomb threshold (twice `PIL.Image.MAX_IMAGE_PIXELS`, where it raises instead of warning):
+# above it, files are refused before decoding; below it, decoded without Pillow's warning.
+MAX_PIXELS = 2 * 89_478_485
+# What Pillow raises on a file it cannot decode (its plugins let struct, zlib and index errors through on some).
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, struct.error, zlib.error)
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+) pixels")
+
+
+class UnreadableImage(MimicBrushError):
+    """A file that is missing, not a file, empty, or not an image that can be decoded."""
+
+
+class ImageTooLarge(MimicBrushError):
+    """A file whose header claims more pixels than the limit (refused before it is decoded)."""
+
+    def __init__(self, what: str, path: Path, pixels: int, limit: int, size: tuple[int, int] | None = None):
+        self.what, self.path, self.pixels, self.limit, self.size = what, path, pixels, limit, size
+        super().__init__(f"{self.describe(what)}: {path}")
+
+    def describe(self, what: str) -> str:
+        """`<what> is WxH = N MP, over the limit of M MP` (without the size when Pillow refused it unread)."""
+        size = f"{self.size[0]}x{self.size[1]} = " if self.size else ""
+        pixels = f"{size}{self.pixels / 1e6:.1f} MP, " if self.pixels else ""
+        return f"{what} is {pixels}over the limit of {self.limit / 1e6:.1f} MP"
+
+
+def _open_image(path: str | Path, what: str, max_pixels: int | None = None) -> Image.Image:
+    """The decoded file (its first frame, EXIF orientation applied), or a one-line `MimicBrushError`."""
     path = Path(path)
+    limit = min(max_pixels or MAX_PIXELS, MAX_PIXELS)
     if not path.exists():
-        raise MimicBrushError(f"{what} not found: {path}")
+        raise UnreadableImage(f"{what} not found: {path}")
+    if path.is_dir():
+        raise UnreadableImage(f"{what} is a folder, not an image file: {path}")
     if not path.is_file():
-        raise MimicBrushError(f"{what} is not a file: {path}")
+        raise UnreadableImage(f"{what} is not a file: {path}")
     try:
-        image = Image.open(path)
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise MimicBrushError(f"{what} is not a readable image: {path} ({type(error).__name__})") from error
-    return image
+        if path.stat().st_size == 0:
+            raise UnreadableImage(f"{what} is empty (0 bytes): {path}")
+        with warnings.catch_warnings():
+            # Pillow's warnings (a bomb under its limit, corrupt EXIF, palette transparency) would be lines of
+            # their own; what matters is refused or handled here.
+            warnings.simplefilter("ignore")
+            with Image.open(path) as opened:
+                width, height = opened.size
+                if width * height > limit:
+                    raise ImageTooLarge(what, path, width * height, limit, (width, height))
+                opened.load()
+                return ImageOps.exif_transpose(opened)  # a copy: the file is closed here
+    except Image.DecompressionBombError as error:
+        claimed = _BOMB_PIXELS.search(str(error))
+        pixels, pillow_limit = (int(claimed[1]), int(claimed[2])) if claimed else (0, limit)
+        raise ImageTooLarge(what, path, pixels, min(limit, pillow_limit)) from error
+    except UnidentifiedImageError as error:
+        raise UnreadableImage(f"{what} is not a readable image: {path} (not an image format that can be "
+                              "decoded)") from error
+    except _DECODE_ERRORS as error:
+        raise UnreadableImage(f"{what} is not a readable image: {path} ({_decode_reason(error)})") from error
+
+
+def _decode_reason(error: BaseException) -> str:
+    reason = first_line(error)
+    return "the file is truncated" if "truncated" in reason.lower() else reason
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:
@@ -74,32 +134,40 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     return image
 
 
-def load_image(path: str | Path, what: str = "image") -> np.ndarray:
-    """An RGB uint8 image; transparent pixels are composited on white, as padding is."""
-    return rgb_on_white(_open_image(path, what))
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
+def load_image(path: str | Path, what: str = "image", max_pixels: int | None = None) -> np.ndarray:
+    """An RGB uint8 image as a viewer shows the file (EXIF orientation applied; an animation's first frame);
+    transparent pixels are composited on white, as padding is. More than `max_pixels` (default and at most
+    `MAX_PIXELS`) is refused from the header."""
+    return rgb_on_white(_open_image(path, what, max_pixels))
 
 
 def rgb_on_white(image: Image.Image) -> np.ndarray:
     """A decoded image as RGB uint8; transparent pixels are composited on white, as padding is."""
     image = _eight_bit(image)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if _has_alpha(image):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (WHITE, WHITE, WHITE, 255))
         image = Image.alpha_composite(background, rgba)
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
-def load_mask(path: str | Path, invert: bool = False) -> np.ndarray:
-    """A bool mask, True = edit. White pixels edit; an RGBA mask with real transparency uses its alpha."""
-    return mask_from_image(_open_image(path, "mask"), invert)
+def load_mask(path: str | Path, invert: bool = False, max_pixels: int | None = None, what: str = "mask") -> np.ndarray:
+    """A bool mask, True = edit, read as `load_image` reads files (EXIF orientation applied). White pixels edit;
+    a mask with real transparency (RGBA, or a palette with transparent colours) uses its alpha."""
+    return mask_from_image(_open_image(path, what, max_pixels), invert)
 
 
 def mask_from_image(image: Image.Image, invert: bool = False) -> np.ndarray:
     """A decoded mask image as bool, True = edit, read as `load_mask` reads files."""
     image = _eight_bit(image)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        alpha = np.asarray(image.convert("RGBA"))[..., 3]
-        values = alpha if alpha.min() < 255 else np.asarray(image.convert("L"))
+    if _has_alpha(image):
+        rgba = image.convert("RGBA")  # (a palette's transparency converts cleanly only to RGBA)
+        alpha = np.asarray(rgba)[..., 3]
+        values = alpha if alpha.min() < 255 else np.asarray(rgba.convert("L"))
     else:
         values = np.asarray(image.convert("L"))
     mask = values > MASK_THRESHOLD

@@ -20,10 +20,9 @@ from pathlib import Path
 import torch
 
 from .errors import MimicBrushError, first_line
+from .model_names import BUNDLED_MODEL_DIR, MODEL_NAMES, check_model_name, edit_defaults  # noqa: F401 (re-exported)
 from .speedups import SpeedOptions, configure_pipeline_speed
 
-BUNDLED_MODEL_DIR = Path(__file__).parent / "assets" / "demo_model"
-MODEL_NAMES = ("demo", "released", "random-tiny", "random-demo", "random-released")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -88,6 +87,7 @@ def _load_transformers_models(folder: Path, components: dict[str, tuple[str, str
     model's weights would otherwise load as random weights with a warning. transformers maps the keys it
     renames on load, so its report (not the file's keys) is the test."""
     import transformers
+    from safetensors import SafetensorError
 
     loaded = {}
     for name, (library, class_name) in components.items():
@@ -96,8 +96,8 @@ def _load_transformers_models(folder: Path, components: dict[str, tuple[str, str
             continue
         try:
             model, info = model_class.from_pretrained(folder / name, local_files_only=True, output_loading_info=True)
-        except (OSError, ValueError, KeyError) as error:
-            raise MimicBrushError(f"cannot load model folder {folder}: {name}: {first_line(error)}") from error
+        except (OSError, ValueError, KeyError, SafetensorError) as error:  # SafetensorError: a truncated file
+            raise MimicBrushError(f"cannot load model folder {folder}: {folder / name}: {first_line(error)}") from error
         mismatched = [key for key, *_ in info.get("mismatched_keys", [])]
         problems = _key_problems(info.get("missing_keys", []), info.get("unexpected_keys", []))
         problems += [f"wrong shape {min(mismatched)}"] if mismatched else []
@@ -208,7 +208,8 @@ def load_pipeline(weights: Path | None = None, model: str | None = None, device:
         elif model.startswith("random-"):
             pipeline = build_random_pipeline(model.removeprefix("random-"))
         else:
-            raise MimicBrushError(f"unknown model {model!r} (use {', '.join(MODEL_NAMES)} or --weights DIR)")
+            check_model_name(model)
+    pipeline.edit_defaults = edit_defaults(weights, model)
     return place_pipeline(pipeline, device, dtype, speed)
 
 

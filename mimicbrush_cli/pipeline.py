@@ -32,11 +32,9 @@ from .models.depth import DepthGuider, predict_depth, prepare_depth_input
 from .models.image_encoder import ImageTokenProjection, encode_reference_tokens
 from .models.reference_attention import RELEASED_REFERENCE_RATIO, FeatureBank, attach_reference_attention
 from .models.unets import imitative_unet_input
+from .reference_schedule import REFERENCE_SCHEDULES, reference_schedule as reference_schedule_for  # noqa: F401
 from .settings import GENERATOR_DEVICES, MAX_SEED, SCHEDULERS, EditSettings, StepCallback  # noqa: F401 (re-exported)
 
-# "batched": the reference U-Net for the conditional rows only, `reference_steps_per_pass` timesteps
-# per pass; "released": every step at batch 2·E, as the released code runs it (the same output).
-REFERENCE_SCHEDULES = ("batched", "released")
 # `EditSettings.scheduler` -> the diffusers solver and its options; each is built from the model's own
 # scheduler config, so the noise schedule, prediction type and timestep spacing stay the model's.
 SOLVERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
@@ -90,6 +88,9 @@ def _weights_key(module: torch.nn.Module | None) -> tuple:
 class MimicBrushPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "image_encoder->image_projection->depth_estimator->depth_guider->reference_unet->imitative_unet->vae"
     _optional_components = ["depth_estimator"]
+    # The edit settings a call without settings runs at: the model folder's `edit_settings.json` where it has one
+    # (`loading.load_pipeline` sets them), else the released ones.
+    edit_defaults: EditSettings = EditSettings()
 
     def __init__(self, imitative_unet: UNet2DConditionModel, reference_unet: UNet2DConditionModel, vae: AutoencoderKL,
                  image_encoder: CLIPVisionModelWithProjection, image_projection: ImageTokenProjection,
@@ -313,7 +314,7 @@ class MimicBrushPipeline(DiffusionPipeline):
         self.run_reference_unet(encoded.reference_latents.repeat(steps, 1, 1, 1),
                                 timesteps.repeat_interleave(num_edits), encoded.reference_tokens.repeat(steps, 1, 1))
 
-    def _pass_timesteps(self, timesteps: torch.Tensor, per_pass: int) -> torch.Tensor:
+    def pass_timesteps(self, timesteps: torch.Tensor, per_pass: int) -> torch.Tensor:
         """A pass's timesteps; a compiled reference U-Net gets a short last pass padded to `per_pass` (its
         last timestep repeated, rows no step reads): a new batch size would compile both U-Nets again,
         for minutes, to save at most `per_pass - 1` reference rows of the edit."""
@@ -378,44 +379,23 @@ class MimicBrushPipeline(DiffusionPipeline):
         """`settings.scheduler` from pure noise (strength 1; DDIM with eta 0), in `latent_dtype`. Returns
         (E·S, 4, h, w) clean latents.
 
-        `reference_schedule` is one of `REFERENCE_SCHEDULES`; "released" runs one timestep per reference
-        pass and has no cache.
+        `reference_schedule` is one of `REFERENCE_SCHEDULES`: "released" runs the released loop (one timestep
+        per reference pass, unconditional rows included; no cache). The loop asks its `ReferenceSchedule` per step.
         """
-        if reference_schedule not in REFERENCE_SCHEDULES:
-            raise ValueError(f"reference_schedule must be one of {REFERENCE_SCHEDULES}, not {reference_schedule!r}")
-        released = reference_schedule == "released"
-        if released and settings.reference_cache:
-            raise ValueError("the released reference schedule has no reference cache")
         scheduler = self.make_scheduler(settings.scheduler)
         step_options = {"eta": 0.0} if isinstance(scheduler, DDIMScheduler) else {}
         latents = initial_latents.to(self.device, self.latent_dtype)
         scheduler.set_timesteps(settings.steps, device=self.device)
         latents = latents * scheduler.init_noise_sigma
         timesteps = scheduler.timesteps  # (steps,), floats for some solvers
-        edits = torch.arange(encoded.reference_latents.shape[0], device=self.device)
-        per_pass = 1 if released else settings.reference_steps_per_pass
+        schedule = reference_schedule_for(self, encoded, settings, reference_schedule)
         trained_width = self.bank.locality_width
         self.check_model_settings(settings)
         if settings.reference_locality is not None:
             self.bank.locality_width = settings.reference_locality
         try:
             for step, timestep in enumerate(timesteps):
-                if not settings.reference_attention:
-                    rows = None  # every row reads nothing: A_self only
-                elif settings.reference_cache:
-                    if step == 0:
-                        cached = (timesteps[:1] if settings.reference_timestep is None
-                                  else torch.full_like(timesteps[:1], settings.reference_timestep))
-                        self.run_reference_pass(encoded, cached)
-                    rows = edits
-                elif released:
-                    self.run_released_reference_pass(encoded, timestep)
-                    rows = edits
-                else:
-                    if step % per_pass == 0:
-                        pass_timesteps = self._pass_timesteps(timesteps[step:step + per_pass], per_pass)
-                        self.run_reference_pass(encoded, pass_timesteps)
-                    rows = (step % per_pass) * len(edits) + edits
+                rows = schedule.rows(step, timesteps)  # None: every row reads nothing (A_self only)
                 # Only the noisy latents are scaled (Euler divides by sqrt(sigma² + 1)); the conditions are clean.
                 model_latents = scheduler.scale_model_input(latents, timestep)
                 noise = self.predict_noise(model_latents, timestep, encoded, settings.samples_drawn, settings.guidance,
@@ -453,11 +433,12 @@ class MimicBrushPipeline(DiffusionPipeline):
 
     @torch.no_grad()
     def __call__(self, sources: np.ndarray | Sequence[np.ndarray], references: np.ndarray | Sequence[np.ndarray],
-                 masks: np.ndarray | Sequence[np.ndarray], settings: EditSettings = EditSettings(),
+                 masks: np.ndarray | Sequence[np.ndarray], settings: EditSettings | None = None,
                  callback: StepCallback | None = None, reference_schedule: str = "batched") -> list[list[np.ndarray]]:
         """Edit E sources; returns, for each edit, `settings.num_samples` full-size uint8 results (each the
-        mean of `settings.mean_of` samples).
+        mean of `settings.mean_of` samples). Without settings: the model's `edit_defaults`.
         `reference_schedule`: see `denoise`."""
+        settings = self.edit_defaults if settings is None else settings
         sources, references, masks = (
             [items] if isinstance(items, np.ndarray) else list(items) for items in (sources, references, masks))
         if not len(sources) == len(references) == len(masks):

@@ -21,7 +21,8 @@ for seed in 0 1; do
     [ "$width" != "-" ] && options+=(--reference-locality "$width")
     [ -n "$mean_of" ] && options+=(--mean-of "$mean_of")
     [ -n "$timestep" ] && options+=(--reference-timestep "$timestep")
-    mimicbrush benchmark recon "$DATA" --fast "${options[@]}" --seed "$seed" \
+    # --released-defaults: each setting from the released ones, not from the bundled model's chosen settings
+    mimicbrush benchmark recon "$DATA" --released-defaults --fast "${options[@]}" --seed "$seed" \
       -o "$OUT/$(folder "$guidance" "$width" "$mean_of" "$timestep")_s${seed}" > /dev/null
   done
 done

@@ -11,7 +11,9 @@ python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
 "$VENV/bin/python" -m pip install --quiet -e ".[test]"
 # The original LPIPS code, for the test that compares ours with it. Without its dependencies: it asks for
-# torchvision, which does not import beside the CPU torch (the test gives it our AlexNet layers instead).
+# torchvision, which does not import beside the CPU torch (the test gives it our AlexNet layers instead), and an
+# extra in pyproject.toml cannot leave a dependency out, so `pip install -e ".[test]"` alone does not bring it.
+# That test reads this pin to say what to run where lpips is missing (tests/benchmark/test_lpips.py).
 "$VENV/bin/python" -m pip install --quiet --no-deps "lpips==0.1.4"
 
 if ! command -v chromedriver >/dev/null || ! { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; }; then

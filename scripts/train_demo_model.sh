@@ -31,4 +31,8 @@ mimicbrush train --config configs/train_demo.yaml --resume latest ${TRAIN_SET:-}
 if [ -n "${TRAIN_ONLY:-}" ]; then exit 0; fi
 mimicbrush benchmark recon runs/demo/data/heldout --weights runs/demo/model -o runs/demo/recon --steps 50
 cp runs/demo/recon/overview.jpg docs/demo_model_recon.jpg
+# The edit settings chosen for the bundled model on the validation split (scripts/demo_settings_sweep.sh) stay with
+# it: choose them again for a model trained anew.
+SETTINGS_FILE="$(mktemp)"; cp mimicbrush_cli/assets/demo_model/edit_settings.json "$SETTINGS_FILE" 2>/dev/null || true
 rm -rf mimicbrush_cli/assets/demo_model && mkdir -p mimicbrush_cli/assets && cp -r runs/demo/model mimicbrush_cli/assets/demo_model
+if [ -s "$SETTINGS_FILE" ]; then cp "$SETTINGS_FILE" mimicbrush_cli/assets/demo_model/edit_settings.json; fi

@@ -78,7 +78,7 @@ def test_edit_help_shows_flags_as_flags():
     lines = runner.invoke(app, ["edit", "--help"], **WIDE).output.splitlines()
     keep_shape = next(line for line in lines if line.strip().startswith("--keep-shape"))
     crop = next(line for line in lines if line.strip().startswith("--crop"))
-    assert keep_shape.split()[1] == "Keep"
+    assert keep_shape.split()[:4] == ["--keep-shape", "/", "--no-keep-shape", "Keep"]
     assert crop.split()[:4] == ["--crop", "/", "--no-crop", "Edit"]
 
 
@@ -89,6 +89,14 @@ def test_model_help_lists_every_model_name(command):
     output = runner.invoke(app, [*command, "--help"], **WIDE).output
     model = next(line for line in output.splitlines() if line.strip().startswith("--model"))
     assert [name for name in MODEL_NAMES if name not in model.replace(",", " ").split()] == []
+
+
+def test_every_model_size_is_a_model_name():
+    from mimicbrush_cli.loading import MODEL_NAMES
+    from mimicbrush_cli.models.build import MODEL_SIZES
+
+    assert sorted(f"random-{size}" for size in MODEL_SIZES) == sorted(name for name in MODEL_NAMES
+                                                                       if name.startswith("random-"))
 
 
 # Asks every command of the tree for its help in a fresh interpreter, then names the heavy libraries it imported.

@@ -49,3 +49,8 @@ def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path):
         read_yaml(path)
     assert str(caught.value).startswith(f"cannot read config {path} at line 3, column 9: ")
     assert "\n" not in str(caught.value)
+
+
+def test_a_whole_number_beyond_any_float_is_a_user_error():
+    with pytest.raises(MimicBrushError, match="config key inner.lr is too large a number"):
+        load_config(Outer, {}, {"inner.lr": "1" + "0" * 400})

@@ -47,19 +47,22 @@ class BenchmarkSample:
 
 
 def sample_files(data_dir: Path) -> dict[str, dict[str, Path]]:
-    """{sample id: {role: path}} for every file that follows the naming."""
+    """{sample id: {role: path}} for every file that follows the naming (a folder so named too, where there is no
+    file for its role: reading it makes the sample broken, with the reason)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise MimicBrushError(f"benchmark folder not found: {data_dir}")
     files: dict[str, dict[str, Path]] = {}
     for path in sorted(data_dir.iterdir()):
         match = _FILE_PATTERN.match(path.name)
-        if not match or not path.is_file():
+        if not match:
             continue
         role, suffix = match["role"], match["suffix"].lower()
         if (role == "prompt") != (suffix == ".txt") or (role != "prompt" and suffix not in IMAGE_SUFFIXES):
             continue
-        files.setdefault(match["id"], {}).setdefault(role, path)
+        roles = files.setdefault(match["id"], {})
+        if role not in roles or (path.is_file() and not roles[role].is_file()):  # a file before a folder
+            roles[role] = path
     if not files:
         raise MimicBrushError(f"no benchmark samples in {data_dir} (expected <id>_source.png, <id>_source_mask.png, "
                               "<id>_reference.png, ...)")
@@ -82,10 +85,11 @@ def read_sample(sample_id: str, files: dict[str, Path], split: str, long_side: i
     if missing:
         raise BrokenSample(f"missing {', '.join(f'{sample_id}_{role}' for role in missing)}")
     try:
-        source = load_image(files["source"], "source")
-        source_mask = load_mask(files["source_mask"])
-        reference = load_image(files["reference"], "reference")
-        reference_mask = load_mask(files["reference_mask"]) if "reference_mask" in files else None
+        source = load_image(files["source"], "source image")
+        source_mask = load_mask(files["source_mask"], what="source mask")
+        reference = load_image(files["reference"], "reference image")
+        reference_mask = (load_mask(files["reference_mask"], what="reference mask") if "reference_mask" in files
+                          else None)
         truth_role = next((role for role in GROUND_TRUTH_ROLES if role in files), None)
         ground_truth = load_image(files[truth_role], "ground truth") if truth_role else None
         prompt = files["prompt"].read_text(encoding="utf-8").strip() if "prompt" in files else None

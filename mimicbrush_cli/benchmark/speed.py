@@ -39,26 +39,25 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-RELEASED_STEPS = 50
+from ..settings import EditSettings
+from .editors import ModelSpec
 
 
 @dataclass(frozen=True)
 class SpeedConfig:
-    """One measured way of running an edit."""
+    """One measured way of running an edit: a model (random weights of a named size, in a precision), the edit's
+    settings (their steps: those of the edit this configuration stands for), and how the pipeline runs."""
 
     name: str
+    settings: EditSettings = EditSettings()
+    model: ModelSpec = ModelSpec(model="random-released")  # its dtype None: fp32 on CPU, as the pipeline loads
     schedule: str = "batched"          # the pipeline's `reference_schedule`: "released" (reference U-Net at
                                        # batch 2·E every step) or "batched" (ours)
-    reference_cache: bool = False
-    dtype: str | None = None           # None: fp32 on CPU, as the pipeline loads by default
     channels_last: bool = False
     compile: bool = False
     cpu_offload: bool = False
     vae_tiling: bool = False
-    size: str = "released"
     exact: bool = True                 # meant to reproduce the default's output (to float rounding)
-    scheduler: str = "ddim"
-    edit_steps: int = RELEASED_STEPS   # the steps of the edit this configuration stands for
     warm: bool = False                 # time a second edit in the same process (a first, untimed, warms up)
 
     @property
@@ -66,17 +65,27 @@ class SpeedConfig:
         """The name's first word: released, ours, reference-cache, dtype, compile, fast, ..."""
         return self.name.split()[0].strip("-,")
 
+    @property
+    def size(self) -> str:
+        return self.model.model.removeprefix("random-")
+
+    def at_size(self, size: str) -> SpeedConfig:
+        return replace(self, model=replace(self.model, model=f"random-{size}"))
+
+    def run_settings(self, steps: int, seed: int = 0) -> EditSettings:
+        """The settings of a measured edit: this configuration's, with the steps run."""
+        return replace(self.settings, steps=steps, seed=seed)
+
 
 RELEASED = SpeedConfig("released schedule (a)", schedule="released")
 OURS = SpeedConfig("ours, default (b)")
 
 
 def fast_config() -> SpeedConfig:
-    from ..settings import FAST_PRESET
+    from ..settings import FAST_PRESET, resolve_settings
 
     return SpeedConfig(f"--fast ({FAST_PRESET['scheduler']}, {FAST_PRESET['steps']} steps, reference cache)",
-                       scheduler=FAST_PRESET["scheduler"], edit_steps=FAST_PRESET["steps"],
-                       reference_cache=FAST_PRESET["reference_cache"], exact=False)
+                       settings=resolve_settings(EditSettings(), {}, fast=True), exact=False)
 
 
 def speed_configs(device: str, only: tuple[str, ...] = ()) -> list[SpeedConfig]:
@@ -84,8 +93,8 @@ def speed_configs(device: str, only: tuple[str, ...] = ()) -> list[SpeedConfig]:
     (`SpeedConfig.key`s), the first two and those."""
     half = "fp16" if device == "cuda" else "bf16"
     configs = [RELEASED, OURS,
-               SpeedConfig("--reference-cache", reference_cache=True, exact=False),
-               SpeedConfig(f"--dtype {half}", dtype=half, exact=False),
+               SpeedConfig("--reference-cache", settings=EditSettings(reference_cache=True), exact=False),
+               SpeedConfig(f"--dtype {half}", model=ModelSpec(model="random-released", dtype=half), exact=False),
                SpeedConfig("--channels-last", channels_last=True),
                SpeedConfig("--vae-tiling", vae_tiling=True, exact=False),
                SpeedConfig("--cpu-offload", cpu_offload=True),
@@ -125,11 +134,11 @@ class Measurement:
 
     @property
     def reference_per_step_s(self) -> float:
-        """Reference U-Net time per step of an edit of `config.edit_steps` steps."""
+        """Reference U-Net time per step of an edit of `config.settings.steps` steps."""
         if not self.reference_passes:
             return 0.0
-        steps = self.config.edit_steps
-        if self.config.reference_cache:
+        steps = self.config.settings.steps
+        if self.config.settings.reference_cache:
             passes = 1
         else:
             passes = math.ceil(steps / max(timesteps for _, _, timesteps in self.reference_passes))
@@ -148,8 +157,8 @@ class Measurement:
 
     @property
     def edit_full_s(self) -> float:
-        """The whole edit extrapolated to `config.edit_steps` steps."""
-        return self.edit_s - self.denoise_s + self.config.edit_steps * self.per_step_s
+        """The whole edit extrapolated to `config.settings.steps` steps."""
+        return self.edit_s - self.denoise_s + self.config.settings.steps * self.per_step_s
 
 
 @dataclass(frozen=True)
@@ -162,12 +171,6 @@ def deviation(image: np.ndarray, exact: np.ndarray) -> Deviation:
     difference = image.astype(np.float64) - exact.astype(np.float64)
     mse = float(np.mean(difference ** 2))
     return Deviation(int(np.abs(difference).max()), math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse))
-
-
-def edit_settings(config: SpeedConfig, steps: int, seed: int = 0):
-    from ..pipeline import EditSettings
-
-    return EditSettings(steps=steps, seed=seed, scheduler=config.scheduler, reference_cache=config.reference_cache)
 
 
 def benchmark_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -243,13 +246,13 @@ def measure(config: SpeedConfig, resolution: int | None, steps: int, device: str
     speed = SpeedOptions(channels_last=config.channels_last, compile=config.compile, cpu_offload=config.cpu_offload,
                          vae_tiling=config.vae_tiling)
     pipeline = place_pipeline(build_random_pipeline(config.size, seed=0, resolution=resolution), device,
-                              config.dtype, speed)
+                              config.model.dtype, speed)
     measurement.resolution = pipeline.resolution
     measurement.build_s = time.perf_counter() - start
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(torch_device)
 
-    settings = edit_settings(config, steps, seed)
+    settings = config.run_settings(steps, seed)
     source, reference, mask = benchmark_inputs()
     if config.warm:
         with torch.no_grad():
@@ -285,7 +288,7 @@ def measure(config: SpeedConfig, resolution: int | None, steps: int, device: str
 def measure_in_fresh_process(config: SpeedConfig, resolution: int | None, steps: int, device: str = "cpu",
                              seed: int = 0, threads: int = 0) -> Measurement:
     """`measure` in a new interpreter (spawned, not forked), so peak memory and caches are its own."""
-    from ..cli.app import quiet_libraries
+    from ..libraries import quiet_libraries
 
     context = multiprocessing.get_context("spawn")  # the new interpreter gets the CLI's quiet logging too
     with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=quiet_libraries) as executor:
@@ -361,7 +364,7 @@ def row_cells(row: SpeedRow) -> list[str]:
         return [m.config.name, f"not applicable: {m.skipped}"] + [""] * (len(COLUMNS) - 2)
     runs = row.measurements
     deviation = row.deviation
-    full = f"{spread([r.edit_full_s for r in runs], 0)} ({m.config.edit_steps} steps)"
+    full = f"{spread([r.edit_full_s for r in runs], 0)} ({m.config.settings.steps} steps)"
     return [m.config.name, spread([r.per_step_s for r in runs], 2), spread(row.step_ratios, 2),
             spread([r.first_step_s for r in runs], 1), spread([r.edit_s for r in runs], 1), full,
             spread(row.edit_ratios, 3), f"{max(r.peak_memory_bytes for r in runs) / 2 ** 30:.2f}",
@@ -410,8 +413,8 @@ def run_speed_benchmark(resolutions: tuple[int, ...] = (256, 512), steps: int = 
 
     torch_device = resolve_device(device).type
     configs = configs if configs is not None else speed_configs(torch_device)
-    configs = [replace(config, size=size) for config in configs]
-    baseline, exact = replace(RELEASED, size=size), replace(OURS, size=size)
+    configs = [config.at_size(size) for config in configs]
+    baseline, exact = RELEASED.at_size(size), OURS.at_size(size)
     report = SpeedReport(device=torch_device, steps=steps, threads=threads, repeats=repeats, tolerance=tolerance)
     total = len(configs) * len(resolutions) * repeats
     done = 0

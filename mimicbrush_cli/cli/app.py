@@ -1,7 +1,8 @@
 """The `mimicbrush` Typer application and its one error boundary.
 
-A `MimicBrushError` (bad input, missing weights, an unreadable file) reaches the user as one line,
-`error: ...`, and exit code 2; Ctrl-C exits with 130. `MIMICBRUSH_DEBUG=1` shows the full traceback
+A `MimicBrushError` (bad input, missing weights, an unreadable file) and an option value that does not
+parse (`typer.BadParameter`: text for a number, a value out of an option's range) reach the user as one
+line, `error: ...`, and exit code 2; Ctrl-C exits with 130. `MIMICBRUSH_DEBUG=1` shows the full traceback
 instead. Any other exception is a bug and keeps its traceback.
 """
 
@@ -18,6 +19,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from ..errors import MimicBrushError
+from ..libraries import quiet_libraries  # noqa: F401 (the commands' import)
 
 DEBUG_VARIABLE = "MIMICBRUSH_DEBUG"
 error_console = Console(stderr=True)
@@ -43,6 +45,12 @@ class ErrorBoundary(TyperGroup):
             error_console.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False,
                                 soft_wrap=True)
             raise typer.Exit(code=2) from None
+        except typer.BadParameter as error:
+            if debugging():
+                raise
+            error_console.print(f"[bold red]error:[/] {escape(error.format_message())}", markup=True,
+                                highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
         except KeyboardInterrupt:
             if debugging():
                 raise
@@ -59,20 +67,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-
-
-def quiet_libraries() -> None:
-    """Library chatter (dtype notes, backend fallbacks) is not for CLI users; errors still show.
-
-    Called by the commands that load models, so that the CLI starts (and `--help` answers) without
-    importing diffusers or transformers.
-    """
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.set_verbosity_error()
 
 
 def _register_commands() -> None:

@@ -12,17 +12,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..benchmark.editors import PipelineOptions
 from ..benchmark.recon import ReconSettings
 from ..benchmark.report import (PAPER_ROWS, RECON_DIFFERENCES, RECON_ROWS, SPLIT_TITLES, TASK_TITLES, measurement_notes,
                                 results_table, run_cells)
 from ..benchmark.runner import BenchmarkSettings
 from ..errors import MimicBrushError
-from ..settings import MAX_SEED, edit_settings
+from ..outputs import check_folder_output_path
+from ..settings import MAX_SEED
 from .app import app, quiet_libraries
-from .options import (DEFAULT_SCHEDULER, Device, DType, FastOption, MeanOfOption, Model, ReferenceCacheOption,
-                      ReferenceLocalityOption, ReferenceTimestepOption, Scheduler, SchedulerOption, Weights,
-                      dtype_name)
+from .options import ChosenSettings, Device, DType, Model, Weights, dtype_name, edit_setting_options
 
 benchmark_app = typer.Typer(help="Score a model: the paper's benchmarks (texture, part) and a reconstruction check.",
                             no_args_is_help=True)
@@ -40,9 +38,6 @@ Output = Annotated[Path | None, typer.Option("-o", "--output", help="Results fol
 Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Edit seed, the same for every sample.")]
 LongSide = Annotated[int, typer.Option("--long-side", min=0, help="Resize every input's long side to this before "
                                        "editing and scoring (0: keep; 512: the released benchmark runner).")]
-Steps = Annotated[int, typer.Option(min=1, max=1000, help="Denoising steps.")]
-Guidance = Annotated[float, typer.Option(min=0.0, help="Classifier-free guidance scale.")]
-Crop = Annotated[bool, typer.Option("--crop/--no-crop", help="Edit a context crop around the mask (as `edit`).")]
 DeviceOption = Annotated[Device, typer.Option(help="Where to run the model and the metric networks.")]
 DTypeOption = Annotated[DType, typer.Option(help="Model precision (auto: fp16 on GPU, fp32 on CPU).")]
 MetricsModels = Annotated[Path | None, typer.Option("--metrics-models", help="Folder with dinov2/, clip/ and lpips/ "
@@ -50,20 +45,20 @@ MetricsModels = Annotated[Path | None, typer.Option("--metrics-models", help="Fo
                                                    "from the Hugging Face cache or Hub, LPIPS from the torch hub cache).")]
 
 
-def _editor(weights: Path | None, model: str | None, device: Device, dtype: DType, steps: int, scheduler: Scheduler,
-            guidance: float, crop: bool, reference_cache: bool, fast: bool, reference_locality: float | None = None,
-            mean_of: int = PipelineOptions.mean_of,
-            reference_timestep: int | None = PipelineOptions.reference_timestep):
-    from ..benchmark.editors import make_pipeline_editor
+# The benchmark's own: one result per sample, its seed, and keep-shape by task.
+BENCHMARK_EXCLUDES = ("keep_shape", "seed", "num_samples")
 
-    settings = edit_settings(steps=steps, scheduler=scheduler.value, reference_cache=reference_cache, fast=fast,
-                             reference_locality=reference_locality, reference_timestep=reference_timestep)
-    editor = make_pipeline_editor(weights=weights, model=model, device=device.value, dtype=dtype_name(dtype),
-                                  steps=settings.steps, scheduler=settings.scheduler, guidance=guidance, crop=crop,
-                                  reference_cache=settings.reference_cache, reference_locality=reference_locality,
-                                  mean_of=mean_of, reference_timestep=reference_timestep)
-    if reference_locality is not None or reference_timestep is not None:
-        editor.pipeline.check_model_settings(settings)  # refused before a results folder is written
+
+def _editor(weights: Path | None, model: str | None, device: Device, dtype: DType, chosen: ChosenSettings):
+    """The model at its own edit settings with the options given over them; settings this model cannot take are
+    refused before a results folder is written."""
+    from ..benchmark.editors import ModelSpec, PipelineEditor
+
+    spec = ModelSpec(weights=None if weights is None else str(weights), model=model, device=device.value,
+                     dtype=dtype_name(dtype))
+    editor = PipelineEditor(spec, chosen.resolve(spec.edit_defaults()))
+    if editor.settings.reference_locality is not None or editor.settings.reference_timestep is not None:
+        editor.pipeline.check_model_settings(editor.settings)
     return editor
 
 
@@ -82,7 +77,7 @@ def progress_reporter(description: str) -> Iterator[Callable[[int, int, str], No
                                                         description=f"{description} {what}".strip())
 
 
-def _run_task(task: str, data_dir: Path, split: Split, output: Path | None, seed: int, long_side: int, editor,
+def _run_task(task: str, data_dir: Path, split: Split, output: Path, seed: int, long_side: int, editor,
               device: Device, metrics_models: Path | None) -> None:
     from ..benchmark.backbones import MetricModels
     from ..benchmark.runner import run_benchmark
@@ -91,7 +86,6 @@ def _run_task(task: str, data_dir: Path, split: Split, output: Path | None, seed
     settings = BenchmarkSettings(task=task, split=split.value, seed=seed, long_side=long_side)
     sources = (MetricModels.from_folder(metrics_models, device=device.value) if metrics_models
                else MetricModels(device=device.value))
-    output = output or Path("benchmark_results") / f"{task}-{split.value}"
     with progress_reporter(f"{task} {split.value}") as report:
         results = run_benchmark(data_dir, output, settings, editor, metric_models=sources, editor_info=editor.record,
                                 progress=report)
@@ -118,21 +112,18 @@ def _task_command(task: str, keep_shape_note: str):
         split: Annotated[Split, typer.Option(help="inner: SSIM/PSNR/LPIPS against the ground truth; "
                                              "inter: DINO-I/CLIP-I/CLIP-T.")] = Split.inter,
         output: Output = None, seed: Seed = BenchmarkSettings.seed, long_side: LongSide = BenchmarkSettings.long_side,
-        weights: Weights = None, model: Model = None, steps: Steps = PipelineOptions.steps,
-        scheduler: SchedulerOption = DEFAULT_SCHEDULER, guidance: Guidance = PipelineOptions.guidance,
-        crop: Crop = PipelineOptions.crop, reference_cache: ReferenceCacheOption = PipelineOptions.reference_cache,
-        reference_locality: ReferenceLocalityOption = PipelineOptions.reference_locality,
-        reference_timestep: ReferenceTimestepOption = PipelineOptions.reference_timestep,
-        mean_of: MeanOfOption = PipelineOptions.mean_of, fast: FastOption = False,
+        weights: Weights = None, model: Model = None, chosen: ChosenSettings = None,
         device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto,
         metrics_models: MetricsModels = None,
     ) -> None:
-        editor = _editor(weights, model, device, dtype, steps, scheduler, guidance, crop, reference_cache, fast,
-                         reference_locality, mean_of, reference_timestep)
+        output = output or Path("benchmark_results") / f"{task}-{split.value}"
+        check_folder_output_path(output)  # before the model loads
+        editor = _editor(weights, model, device, dtype, chosen)
         _run_task(task, data_dir, split, output, seed, long_side, editor, device, metrics_models)
 
-    command.__doc__ = f"The paper's {TASK_TITLES[task]} benchmark ({keep_shape_note}). Re-running resumes."
-    return command
+    command.__doc__ = (f"The paper's {TASK_TITLES[task]} benchmark ({keep_shape_note}), at the model's own edit "
+                       "settings with the options given over them. Re-running resumes.")
+    return edit_setting_options(exclude=BENCHMARK_EXCLUDES)(command)
 
 
 benchmark_app.command("texture")(_task_command("texture", "edits with --keep-shape"))
@@ -140,17 +131,13 @@ benchmark_app.command("part")(_task_command("part", "edits without --keep-shape"
 
 
 @benchmark_app.command("recon")
+@edit_setting_options(exclude=BENCHMARK_EXCLUDES)
 def recon_command(
     shards: Annotated[list[Path], typer.Argument(help="Held-out data folders written by `mimicbrush prepare` "
                                                  "(their video pairs are used).")],
     output: Output = None, seed: Seed = ReconSettings.seed, long_side: LongSide = ReconSettings.long_side,
     box_fraction: Annotated[float, typer.Option(min=0.05, max=1.0, help="Masked box side / image side.")] = ReconSettings.box_fraction,
-    weights: Weights = None, model: Model = None, steps: Steps = PipelineOptions.steps,
-    scheduler: SchedulerOption = DEFAULT_SCHEDULER, guidance: Guidance = PipelineOptions.guidance,
-    crop: Crop = PipelineOptions.crop, reference_cache: ReferenceCacheOption = PipelineOptions.reference_cache,
-    reference_locality: ReferenceLocalityOption = PipelineOptions.reference_locality,
-    reference_timestep: ReferenceTimestepOption = PipelineOptions.reference_timestep,
-    mean_of: MeanOfOption = PipelineOptions.mean_of, fast: FastOption = False,
+    weights: Weights = None, model: Model = None, chosen: ChosenSettings = None,
     device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto,
     against: Annotated[Path | None, typer.Option(
         help="Folder of an earlier recon run on the same pairs and masks (e.g. the exact 50-step edit): also "
@@ -164,9 +151,9 @@ def recon_command(
     quiet_libraries()
     settings = ReconSettings(seed=seed, box_fraction=box_fraction, long_side=long_side)
     earlier = load_against(against, settings) if against is not None else None
-    editor = _editor(weights, model, device, dtype, steps, scheduler, guidance, crop, reference_cache, fast,
-                     reference_locality, mean_of, reference_timestep)
     output = output or Path("benchmark_results") / "recon"
+    check_folder_output_path(output)  # before the model loads
+    editor = _editor(weights, model, device, dtype, chosen)
     with progress_reporter("recon") as report:
         results = run_recon(pairs, output, editor, settings, editor_info=editor.record,
                             progress=report, attention_off=editor.with_reference_attention_off(),

@@ -23,7 +23,7 @@ def convert_command(
     from ..loading import convert_released_weights
     from ..outputs import check_folder_output_path, check_model_output_folder
 
-    check_folder_output_path(destination)
+    check_folder_output_path(destination, renamed_into_place=True)  # before the ~10 GB load
     check_model_output_folder(destination)
     with console.status("converting (the released checkpoint needs ~10 GB of RAM)"):
         convert_released_weights(source, destination)

@@ -35,7 +35,7 @@ def train_command(
     data = read_yaml(config)
     overrides = parse_overrides(set_)
     quiet_libraries()
-    from ..outputs import check_folder_output_path, check_model_output_folder
+    from ..outputs import check_folder_output_path, check_model_output_folder, check_outputs_spare_inputs
     from ..training import load_train_config, train
 
     # Non-string values are taken as they are (strings would be read as YAML).
@@ -43,10 +43,17 @@ def train_command(
         if value is not None:
             overrides[key] = value
     train_config = load_train_config(data, overrides)
+    # Every output is checked before the model is built: a run must not train for hours and then fail to write.
     check_folder_output_path(train_config.output_dir)
     if train_config.export is not None:
-        check_folder_output_path(train_config.export)
+        check_folder_output_path(train_config.export, renamed_into_place=True)
         check_model_output_folder(train_config.export, replace_model=True)
+        model = train_config.model
+        check_outputs_spare_inputs([train_config.export], [
+            ("training run folder (output_dir)", train_config.output_dir),
+            ("starting model (model.path)", model.path if model.init == "folder" else None),
+            ("resumed checkpoint", train_config.resume if train_config.resume not in (None, "latest") else None),
+            *(("training data", folder) for folder in train_config.data.shard_dirs)])
     result = train(train_config, show_progress=progress)
     console.print(f"[green]trained[/] to step {result.step} ({result.steps_per_second:.2f} steps/s) "
                   f"in {result.output_dir}")

@@ -12,6 +12,7 @@ then that shard's inputs are processed again into a shard that replaces it (shar
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections import Counter
@@ -28,12 +29,15 @@ from ..errors import MimicBrushError
 from ..outputs import write_text_atomically
 from .pairs import select_pairs
 from .sam import SamSample, find_sam_images, read_sam_sample, rle_encode
-from .shards import (SHARDS_FOLDER, ShardWriter, encode_jpeg, read_sidecars, remove_replaced_shards, shard_name,
-                     stable_id, write_manifest)
+from .shards import (SHARDS_FOLDER, ShardWriter, encode_jpeg, read_sidecars, remove_replaced_shards,
+                     remove_stale_temporaries, shard_name, stable_id, write_manifest)
 from .ssim import SsimBackend
 from .summary import HISTOGRAM_BINS, write_histogram_png
 from .video import VIDEO_SUFFIXES, CandidateFrames, SkippedInput, decode_candidates, decode_throughput, find_videos
 from .workers import read_ahead, run_in_workers, sigterm_unwinds, stop_if_orphaned
+
+MAX_CONFIG_INT = 2**31 - 1  # no count or size is meant past this, and FFmpeg and OpenCV take C ints
+MAX_WORKERS = 1024          # far past any machine's useful number; the pool's queue sizes must fit a C int
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class PrepareConfig:
     sam: SamConfig = field(default_factory=SamConfig)
 
     def __post_init__(self) -> None:
+        if not math.isfinite(self.sample_fps):
+            raise MimicBrushError(f"config key sample_fps must be a finite number, got {self.sample_fps}")
         if not self.sample_fps > 0:
             raise MimicBrushError(f"config key sample_fps must be above 0, got {self.sample_fps}")
         check_ranges("", {
@@ -91,8 +97,13 @@ class PrepareConfig:
 
 
 def check_ranges(prefix: str, ranges: dict[str, tuple[float, float, float | None]]) -> None:
-    """{key: (value, lowest, highest or None)} -> a user error naming the first key outside its range."""
+    """{key: (value, lowest, highest or None)} -> a user error naming the first key outside its range. Numbers must
+    be finite (NaN compares false with every bound), integers at most `MAX_CONFIG_INT`."""
     for key, (value, lowest, highest) in ranges.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise MimicBrushError(f"config key {prefix}{key} must be a finite number, got {value}")
+        if highest is None and isinstance(value, int):
+            highest = MAX_CONFIG_INT
         if value < lowest:
             raise MimicBrushError(f"config key {prefix}{key} must be at least {lowest}, got {value}")
         if highest is not None and value > highest:
@@ -148,27 +159,40 @@ def prepare(output: Path, config: PrepareConfig = PrepareConfig(), *, videos: Pa
     sam_images = sam_images or config.sam_images
     if videos is None and sam_images is None:
         raise MimicBrushError("nothing to prepare: give a videos folder and/or --sam DIR")
-    for folder in (videos, sam_images):
+    for folder, holding in ((videos, "videos"), (sam_images, "SA-1B images")):
         if folder is not None and not Path(folder).is_dir():
-            raise MimicBrushError(f"not a folder: {folder}")
+            raise MimicBrushError(f"{folder} is a file, not a folder of {holding}" if Path(folder).exists()
+                                  else f"no such folder: {folder}")
     if not 0 <= shard_index < num_shards:
         raise MimicBrushError(f"--shard-index must be in 0..{num_shards - 1}, got {shard_index}")
-    if workers < 1:
-        raise MimicBrushError("--workers must be at least 1")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise MimicBrushError(f"--workers must be in 1..{MAX_WORKERS}, got {workers}")
     if not 0 <= config.ssim_min <= config.ssim_max <= 1:
         raise MimicBrushError("need 0 <= ssim_min <= ssim_max <= 1")
+
+    # Inputs are found before anything is written: a folder without any is refused with no output left behind.
+    inputs: list[tuple[str, Path, str]] = []  # (kind, root, path relative to root)
+    missing = []
+    if videos is not None:
+        found = [("video", Path(videos), path.relative_to(videos).as_posix()) for path in find_videos(Path(videos))]
+        missing += [] if found else [f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {videos}"]
+        inputs += found
+    if sam_images is not None:
+        found = [("sam", Path(sam_images), path.relative_to(sam_images).as_posix())
+                 for path in find_sam_images(Path(sam_images))]
+        missing += [] if found else [f"no SA-1B images (sa_*.jpg) in {sam_images}"]
+        inputs += found
+    if not inputs:
+        raise MimicBrushError(f"nothing to prepare: {' and '.join(missing)}")
+    # A hash of the input's id, not its position: adding files later does not move inputs between jobs.
+    mine = [item for item in inputs if int(stable_id(_input_id(item), 8), 16) % num_shards == shard_index]
+    if not mine:
+        raise MimicBrushError(f"--shard-index {shard_index} of --num-shards {num_shards} is given none of the "
+                              f"{len(inputs)} inputs (use fewer parts)")
     output = Path(output)
     (output / SHARDS_FOLDER).mkdir(parents=True, exist_ok=True)
     _check_same_recipe(output, config)
-
-    inputs: list[tuple[str, Path, str]] = []  # (kind, root, path relative to root)
-    if videos is not None:
-        inputs += [("video", Path(videos), path.relative_to(videos).as_posix()) for path in find_videos(Path(videos))]
-    if sam_images is not None:
-        inputs += [("sam", Path(sam_images), path.relative_to(sam_images).as_posix())
-                   for path in find_sam_images(Path(sam_images))]
-    # A hash of the input's id, not its position: adding files later does not move inputs between jobs.
-    mine = [item for item in inputs if int(stable_id(_input_id(item), 8), 16) % num_shards == shard_index]
+    remove_stale_temporaries(output)  # left by a run killed (kill -9, power cut) while it wrote a shard
     remove_replaced_shards(output)  # left by a run stopped between committing a replacement and this cleanup
     covered = {entry["id"]: (Path(sidecar["path"]).stem, entry.get("fingerprint"))
                for sidecar in read_sidecars(output) for entry in sidecar["inputs"]}
@@ -229,7 +253,12 @@ def require_samples(summary: PrepareSummary) -> None:
     if summary.inputs_done == 0:
         raise MimicBrushError(f"nothing prepared: no videos ({', '.join(VIDEO_SUFFIXES)}) or SA-1B images "
                               f"(sa_*.jpg) found")
-    raise MimicBrushError(f"nothing prepared: all {summary.inputs_done} inputs were skipped (reasons in "
+    # Which reasons, most frequent first: a recipe whose SSIM window or time gaps do not fit the videos skips
+    # every good video as no-pair-in-ssim-window, and says so here.
+    reasons = sorted(Counter(entry["reason"] for entry in summary.skipped).items(),
+                     key=lambda item: (-item[1], item[0]))
+    counts = ", ".join(f"{count} {reason}" for reason, count in reasons)
+    raise MimicBrushError(f"nothing prepared: all {summary.inputs_done} inputs were skipped ({counts}; details in "
                           f"{summary.output / 'summary.json'})")
 
 

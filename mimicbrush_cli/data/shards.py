@@ -18,6 +18,8 @@ Why sidecars: a shard's tar and then its sidecar are each written to a temporary
 and only a sidecar marks its inputs done. A run killed midway leaves at most a tar without a
 sidecar, which the next run rewrites (shard names derive from the inputs they cover, so the rewrite
 is the same file): nothing is lost, nothing is duplicated, and existing shards are never modified.
+A temporary file is named after the host and the process writing it; one whose process is gone
+(killed with kill -9, say) is deleted by the next run on that host.
 
 An input that changed after its shard was written (a truncated download completed) makes the shard
 stale: its inputs are processed again into a new shard whose sidecar names the stale one under
@@ -31,6 +33,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import tarfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -40,6 +43,8 @@ import numpy as np
 from PIL import Image
 
 from ..outputs import commit_file, write_text_atomically
+
+TEMPORARY_MARK = ".tmp-"  # .<file name>.tmp-<host>-<pid>
 
 SHARDS_FOLDER = "shards"
 MANIFEST_NAME = "manifest.jsonl"
@@ -72,7 +77,7 @@ class ShardWriter:
     def __init__(self, folder: Path, name: str) -> None:
         self.folder = folder
         self.name = name
-        self.temporary = folder / f".{name}.tar.tmp-{os.getpid()}"
+        self.temporary = temporary_path(folder / f"{name}.tar")
         self._tar: tarfile.TarFile | None = None
         self.samples: list[dict[str, Any]] = []
 
@@ -99,7 +104,13 @@ class ShardWriter:
             commit_file(self.temporary, self.folder / tar_name)
         sidecar = {**sidecar, "tar": tar_name, "samples": self.samples}
         path = self.folder / f"{self.name}.json"
-        write_text_atomically(path, json.dumps(sidecar, indent=1, sort_keys=True))
+        temporary = temporary_path(path)
+        try:
+            temporary.write_text(json.dumps(sidecar, indent=1, sort_keys=True), encoding="utf-8")
+            commit_file(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
         return path
 
     def discard(self) -> None:
@@ -107,6 +118,34 @@ class ShardWriter:
         if self._tar is not None:
             self._tar.close()
         self.temporary.unlink(missing_ok=True)
+
+
+def temporary_path(path: Path) -> Path:
+    """Where this process writes `path` before renaming it into place."""
+    return path.with_name(f".{path.name}{TEMPORARY_MARK}{socket.gethostname()}-{os.getpid()}")
+
+
+def remove_stale_temporaries(output: Path) -> None:
+    """Delete the temporary shard files of processes of this host that are gone; called before this process writes
+    any. Those of live processes, and of other hosts (array jobs on a cluster share the output folder), are kept."""
+    if os.name != "posix":  # os.kill(pid, 0) is a liveness test on POSIX only
+        return
+    host = socket.gethostname()
+    for path in (output / SHARDS_FOLDER).glob(f".*{TEMPORARY_MARK}*"):
+        writer_host, _, pid = path.name.rpartition(TEMPORARY_MARK)[2].rpartition("-")
+        # This process has written nothing yet: a file with its pid is from an earlier one (a container's pids repeat).
+        if writer_host == host and pid.isdigit() and (int(pid) == os.getpid() or not _is_alive(int(pid))):
+            path.unlink(missing_ok=True)
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def read_sidecars(output: Path, replaced: bool = False) -> list[dict[str, Any]]:

@@ -101,11 +101,23 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, model
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         commit_folder(staging, final)
-        if keep > 0:
-            for old in list_checkpoints(output_dir)[:-keep]:
-                shutil.rmtree(old, ignore_errors=True)
+        prune_checkpoints(output_dir, keep)
     accelerator.wait_for_everyone()
     return final
+
+
+def prune_checkpoints(output_dir: Path, keep: int) -> None:
+    """Remove all but the newest `keep` checkpoints (0: keep all), and what a killed removal left.
+
+    Each goes out of the `step-*` names by a rename before its files are deleted, so a process killed midway
+    leaves a hidden folder (removed here next time), never a `step-*` folder with files missing."""
+    folder = Path(output_dir) / CHECKPOINTS_FOLDER
+    for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
+        doomed = folder / f".{old.name}.removing"
+        shutil.rmtree(doomed, ignore_errors=True)
+        old.rename(doomed)
+    for doomed in folder.glob(".step-*.removing"):
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 def load_checkpoint(accelerator: Accelerator, path: Path, model, optimizer, lr_scheduler, ema) -> dict[str, Any]:

@@ -6,7 +6,8 @@ flags override single keys (`--set optimizer.lr=1e-4`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -124,21 +125,10 @@ class TrainConfig:
     export: Path | None = None               # write an `edit --weights` folder at the end
 
     def __post_init__(self) -> None:
-        in_range = {"steps": self.steps >= 1, "batch_size": self.batch_size >= 1,
-                    "gradient_accumulation": self.gradient_accumulation >= 1, "log_every": self.log_every >= 1,
-                    "checkpoint_every": self.checkpoint_every >= 0, "keep_checkpoints": self.keep_checkpoints >= 0,
-                    "num_workers": self.num_workers >= 0, "data.resolution": self.data.resolution % 8 == 0,
-                    "validation.every": self.validation.every >= 0, "validation.steps": self.validation.steps >= 1,
-                    "optimizer.lr": self.optimizer.lr > 0, "optimizer.warmup_steps": self.optimizer.warmup_steps >= 0,
-                    "time_limit": self.time_limit >= 0}
-        for key, ok in in_range.items():
+        _check_numbers(self, "")
+        for key, value, ok, rule in self._ranges():
             if not ok:
-                raise MimicBrushError(f"config key {key} is out of range")
-        for key, p in (("objective.reference_dropout", self.objective.reference_dropout),
-                       ("objective.depth_dropout", self.objective.depth_dropout),
-                       ("objective.token_dropout", self.objective.token_dropout)):
-            if not 0.0 <= p <= 1.0:
-                raise MimicBrushError(f"config key {key} must be a probability in [0, 1], got {p}")
+                raise MimicBrushError(f"config key {key} must be {rule}, got {value!r}")
         if not self.trainable or len(set(self.trainable)) != len(self.trainable):
             raise MimicBrushError("config key trainable must list each trainable module once")
         self._check_task()
@@ -149,6 +139,39 @@ class TrainConfig:
             if getattr(model, key) is None:
                 raise MimicBrushError(f"config key model.{key} is required with model.init: {model.init}")
 
+    def _ranges(self):
+        """(key, value, whether it is in range, the range in words) for every number with a limit of its own.
+        (Every number is also finite and every integer fits 64 bits: `_check_numbers`.)"""
+        optimizer, objective, ema, validation = self.optimizer, self.objective, self.ema, self.validation
+        at_least = lambda key, value, low: (key, value, value >= low, f"at least {low}")  # noqa: E731
+        above = lambda key, value, low: (key, value, value > low, f"above {low}")  # noqa: E731
+        yield from (at_least("steps", self.steps, 1), at_least("batch_size", self.batch_size, 1),
+                    at_least("gradient_accumulation", self.gradient_accumulation, 1),
+                    at_least("log_every", self.log_every, 1), at_least("checkpoint_every", self.checkpoint_every, 0),
+                    at_least("keep_checkpoints", self.keep_checkpoints, 0),
+                    at_least("num_workers", self.num_workers, 0), at_least("time_limit", self.time_limit, 0),
+                    at_least("data.resolution", self.data.resolution, 8),
+                    ("data.resolution", self.data.resolution, self.data.resolution % 8 == 0, "a multiple of 8"),
+                    above("optimizer.lr", optimizer.lr, 0), above("optimizer.eps", optimizer.eps, 0),
+                    at_least("optimizer.weight_decay", optimizer.weight_decay, 0),
+                    at_least("optimizer.warmup_steps", optimizer.warmup_steps, 0),
+                    at_least("objective.crop_size", objective.crop_size, 0),
+                    at_least("objective.kl_weight", objective.kl_weight, 0),
+                    above("objective.temperature", objective.temperature, 0),
+                    ("ema.decay", ema.decay, 0 <= ema.decay <= 1, "in [0, 1]"),
+                    at_least("ema.update_after_step", ema.update_after_step, 0),
+                    above("ema.warmup_power", ema.warmup_power, 0),
+                    at_least("validation.every", validation.every, 0), at_least("validation.items", validation.items, 1),
+                    at_least("validation.steps", validation.steps, 1),
+                    at_least("validation.guidance", validation.guidance, 0))
+        if optimizer.max_grad_norm is not None:
+            yield above("optimizer.max_grad_norm", optimizer.max_grad_norm, 0)
+        for index, beta in enumerate(optimizer.betas):
+            yield f"optimizer.betas[{index}]", beta, 0 <= beta < 1, "in [0, 1)"
+        for key, p in (("objective.reference_dropout", objective.reference_dropout),
+                       ("objective.depth_dropout", objective.depth_dropout),
+                       ("objective.token_dropout", objective.token_dropout)):
+            yield key, p, 0.0 <= p <= 1.0, "a probability in [0, 1]"
 
     def _check_task(self) -> None:
         task = self.objective.task
@@ -163,6 +186,28 @@ class TrainConfig:
                                   "alone; the edit objective keeps them frozen")
         if self.objective.crop_size < 0 or self.objective.kl_weight < 0 or self.objective.temperature <= 0:
             raise MimicBrushError("config keys objective.crop_size, kl_weight must be >= 0 and temperature > 0")
+
+
+MAX_INTEGER = 2**63 - 1  # what torch and numpy take (steps, sizes, seeds)
+
+
+def _check_numbers(config: Any, prefix: str) -> None:
+    """Every number of a config tree is finite, every integer fits 64 bits, and every seed is not negative
+    (NaN passes every comparison's `not`, infinity most; a seed or count past 64 bits fails deep in torch)."""
+    for item in fields(config):
+        value, key = getattr(config, item.name), f"{prefix}{item.name}"
+        values = [(f"{key}[{index}]", entry) for index, entry in enumerate(value)] if isinstance(value, tuple) \
+            else [(key, value)]
+        for name, entry in values:
+            if is_dataclass(entry):
+                _check_numbers(entry, f"{name}.")
+            elif isinstance(entry, float) and not math.isfinite(entry):
+                raise MimicBrushError(f"config key {name} must be a finite number, got {entry!r}")
+            elif isinstance(entry, int) and not isinstance(entry, bool):
+                if abs(entry) > MAX_INTEGER:
+                    raise MimicBrushError(f"config key {name} must be at most {MAX_INTEGER}, got {entry}")
+                if item.name == "seed" and entry < 0:
+                    raise MimicBrushError(f"config key {name} must be at least 0, got {entry}")
 
 
 def load_train_config(source: str | Path | dict[str, Any] | None = None,

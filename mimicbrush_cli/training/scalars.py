@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from ..errors import MimicBrushError
+from ..outputs import write_text_atomically
 
 COLUMNS = ("step", "loss", "lr", "grad_norm", "steps_per_second")
 
@@ -30,12 +32,16 @@ class ScalarLog:
         rows = []
         if self.path.is_file():
             with self.path.open(newline="") as handle:
-                rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= resumed_step]
-        self._file = self.path.open("w", newline="")
+                rows = [row for row in csv.DictReader(handle) if _complete_row(row, resumed_step)]
+        # The history up to the resumed step is written whole and renamed over the old log (a kill while it is
+        # written leaves the old log), then appended to.
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomically(self.path, text.getvalue())
+        self._file = self.path.open("a", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS)
-        self._csv.writeheader()
-        self._csv.writerows(rows)
-        self._file.flush()
 
     def log(self, step: int, **scalars: float) -> None:
         if self._writer is not None:
@@ -50,6 +56,17 @@ class ScalarLog:
             self._writer.close()
         else:
             self._file.close()
+
+
+def _complete_row(row: dict, resumed_step: int) -> bool:
+    """A row of a step up to `resumed_step` with every column: not one cut short by a kill while it was
+    written (the last row of a killed run may be "1" of "12,0.5,...")."""
+    if None in row or any(row.get(column) is None for column in COLUMNS):
+        return False
+    try:
+        return int(row["step"]) <= resumed_step
+    except ValueError:
+        return False
 
 
 def read_scalars(path: Path) -> list[dict[str, float]]:

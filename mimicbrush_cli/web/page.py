@@ -7,13 +7,15 @@ gradio, so only `serve` does.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import gradio as gr
 import numpy as np
 
 from ..errors import MimicBrushError
 from ..imaging import load_image, load_mask, rgb_on_white
-from ..settings import SCHEDULERS, EditSettings, edit_settings
+from ..settings import (OPTION_SETTINGS, SETTINGS, EditSettings, flag, format_value, kind_of, parse_value,
+                        resolve_settings)
 from .session import BOX_COLOUR, EditSession, ServeConfig, box_from_corners, check_upload, find_examples, outline
 
 # See-through, so the source shows under the mask; any painted pixel (alpha > 0) is part of the mask.
@@ -26,22 +28,45 @@ def _error_line(error: MimicBrushError) -> str:
     return f"**error:** {error}"
 
 
-def page_settings(steps, scheduler, guidance, seed, num_samples, crop, keep_shape, reference_cache,
-                  reference_locality, mean_of=1, reference_timestep=None) -> EditSettings:
-    """`EditSettings` from the page's controls; a reference locality of 0 (or none) is the trained width, a
-    reference timestep of 0 (or none) the first step's."""
-    return edit_settings(steps=int(steps), scheduler=str(scheduler), guidance=float(guidance), seed=int(seed),
-                         num_samples=int(num_samples), crop=bool(crop), keep_shape=bool(keep_shape),
-                         reference_cache=bool(reference_cache),
-                         reference_locality=float(reference_locality) if reference_locality else None,
-                         mean_of=int(mean_of),
-                         reference_timestep=int(reference_timestep) if reference_timestep else None)
+def page_settings(values: dict[str, Any], defaults: EditSettings = EditSettings()) -> EditSettings:
+    """`EditSettings` from the page's controls (setting name -> the control's value), over the model's `defaults`:
+    a control left at the model's default is not a choice, so that unticking the reference cache drops the model's
+    reference timestep with it. A bad value is the page's one error line (`MimicBrushError`)."""
+    given = {}
+    for name, value in values.items():
+        kind = kind_of(name)
+        if kind is bool or SETTINGS[name].choices:
+            parsed = bool(value) if kind is bool else str(value)
+        else:
+            parsed = parse_value(name, "" if value is None else str(value))
+        if parsed != getattr(defaults, name):
+            given[name] = parsed
+    return resolve_settings(defaults, given)
+
+
+def _title(name: str) -> str:
+    return {"num_samples": "Samples", "mean_of": "Each sample the mean of"}.get(name, name.replace("_", " ").capitalize())
+
+
+def _control(name: str, value: Any, interactive: bool = True, reason: str | None = None):
+    """The page's control of setting `name`, made from its field: a checkbox, a menu, or a text field that takes
+    what its command-line option takes (a number, or the word for "none")."""
+    setting = SETTINGS[name]
+    options = {"label": _title(name), "info": reason or setting.help, "elem_id": flag(name)[2:],
+               "interactive": interactive}
+    if kind_of(name) is bool:
+        return gr.Checkbox(value=value, **options)
+    if setting.choices:
+        return gr.Dropdown(list(setting.choices), value=value, **options)
+    if setting.none_word:
+        return gr.Textbox(value=format_value(name, value), max_lines=1, **options)
+    return gr.Number(value=value, precision=0 if kind_of(name) is int else None, **options)
 
 
 def build_page(session: EditSession) -> gr.Blocks:
     """The page, wired to `session` (its one model); `launch` serves it."""
     examples = find_examples()
-    defaults = EditSettings()
+    defaults = session.edit_defaults  # the model's own: the page starts from them
     with gr.Blocks(title="MimicBrush", analytics_enabled=False) as page:
         gr.Markdown("## MimicBrush: paint the region to change, give a reference to imitate")
         with gr.Row():
@@ -69,33 +94,16 @@ def build_page(session: EditSession) -> gr.Blocks:
                         example = gr.Dropdown(list(examples), value=list(examples)[0], label="Bundled example",
                                               elem_id="example")
                         load_example = gr.Button("Load example", elem_id="load-example")
-        with gr.Accordion("Settings", open=True):
-            with gr.Row():
-                steps = gr.Slider(1, 200, value=defaults.steps, step=1, label="Steps", elem_id="steps")
-                scheduler = gr.Dropdown(list(SCHEDULERS), value=defaults.scheduler, label="Solver (ddim: released)",
-                                        elem_id="scheduler")
-                guidance = gr.Slider(0, 20, value=defaults.guidance, step=0.5, label="Guidance")
-                seed = gr.Number(value=defaults.seed, precision=0, label="Seed")
-                num_samples = gr.Slider(1, 8, value=defaults.num_samples, step=1, label="Samples")
-                mean_of = gr.Slider(1, 8, value=defaults.mean_of, step=1, elem_id="mean-of",
-                                    label="Each sample the mean of (bundled model: 4)")
-            with gr.Row():
-                crop = gr.Checkbox(value=defaults.crop, label="Crop around the mask (sharp small edits on large "
-                                   "photos; off: the released behaviour)")
-                keep_shape = gr.Checkbox(value=False, label="Keep shape (depth-conditioned texture transfer)",
-                                         interactive=session.has_depth_model,
-                                         info=None if session.has_depth_model else NO_DEPTH_REASON,
-                                         elem_id="keep-shape")
-                reference_cache = gr.Checkbox(value=defaults.reference_cache,
-                                              label="Reference cache (faster, approximate)")
-                locality = gr.Number(value=0, minimum=0, maximum=1, step=0.01, elem_id="reference-locality",
-                                     label="Reference locality (width of the positional prior in image sides; 0: as "
-                                     "trained; the bundled model: 0.07, README)",
-                                     interactive=session.has_positional_prior,
-                                     info=None if session.has_positional_prior else NO_PRIOR_REASON)
-                reference_timestep = gr.Number(value=0, minimum=0, precision=0, elem_id="reference-timestep",
-                                               label="Reference timestep (with the reference cache; 0: the first "
-                                               "step's; the bundled model: 999, README)")
+        unavailable = {"keep_shape": None if session.has_depth_model else NO_DEPTH_REASON,
+                       "reference_locality": None if session.has_positional_prior else NO_PRIOR_REASON}
+        controls = {}
+        for title, advanced in (("Settings", False), ("Advanced", True)):
+            with gr.Accordion(title, open=not advanced):
+                with gr.Row():
+                    for name in OPTION_SETTINGS:
+                        if SETTINGS[name].advanced == advanced:
+                            reason = unavailable.get(name)
+                            controls[name] = _control(name, getattr(defaults, name), reason is None, reason)
         run = gr.Button("Edit", variant="primary", elem_id="run")
         status = gr.Markdown(elem_id="status")
         with gr.Row():
@@ -107,17 +115,13 @@ def build_page(session: EditSession) -> gr.Blocks:
         command = gr.Code(label="The same edit from the command line", language="shell", interactive=False,
                           elem_id="command")
 
-        def edit(editor, reference_image, mask_picture, box, invert_mask, steps_value, scheduler_value, guidance_value,
-                 seed_value, samples_value, crop_value, keep_shape_value, cache_value, locality_value, mean_of_value,
-                 timestep_value, progress=gr.Progress()):
+        def edit(editor, reference_image, mask_picture, box, invert_mask, *values, progress=gr.Progress()):
             started = time.perf_counter()
             editor = editor or {}
             try:
                 inputs = session.read_inputs(editor.get("background"), editor.get("layers") or [], reference_image,
                                              box or "", bool(invert_mask), mask_picture)
-                settings = page_settings(steps_value, scheduler_value, guidance_value, seed_value, samples_value,
-                                         crop_value, keep_shape_value, cache_value, locality_value, mean_of_value,
-                                         timestep_value)
+                settings = page_settings(dict(zip(controls, values)), defaults)
                 progress(0, desc="encoding")
                 result = session.edit(*inputs, settings, lambda step, total: progress(
                     (step, total), desc=f"step {step} of {total}"))
@@ -133,8 +137,7 @@ def build_page(session: EditSession) -> gr.Blocks:
         # One model per server: edits queue and run one at a time. The status says so at once, so that the
         # last edit's "done" line does not stand beside the results of the next one while it runs.
         run.click(lambda: "editing…", outputs=status, queue=False).then(
-            edit, inputs=[source, reference, mask_image, mask_box, invert, steps, scheduler, guidance, seed,
-                          num_samples, crop, keep_shape, reference_cache, locality, mean_of, reference_timestep],
+            edit, inputs=[source, reference, mask_image, mask_box, invert, *controls.values()],
             outputs=[before_after, gallery, download_result, download_mask, command, status],
             concurrency_limit=1, concurrency_id="model")
 

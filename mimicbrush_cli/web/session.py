@@ -106,11 +106,16 @@ def outline(image: np.ndarray, box_text: str | None = None, corner: tuple[int, i
 
 
 def check_upload(path: str | Path, name: str | None, what: str, max_pixels: int) -> np.ndarray:
-    """Decode an uploaded file (a path in gradio's upload folder) as an image; a one-line error if it is not."""
+    """Decode an uploaded file (a path in gradio's upload folder) as an image, as `mimicbrush edit` reads files;
+    a one-line error naming the upload (never the server's path) if it is not one. An image over `max_pixels` is
+    refused from its header, before it is decoded."""
+    name = name or "upload"
     try:
-        image = imaging.load_image(path, what)
+        image = imaging.load_image(path, what, max_pixels=max_pixels)
+    except imaging.ImageTooLarge as error:
+        raise MimicBrushError(error.describe(f"{what} {name}")) from None
     except MimicBrushError:
-        raise MimicBrushError(f"{what} {name or 'upload'} is not a readable image") from None
+        raise MimicBrushError(f"{what} {name} is not a readable image") from None
     imaging.check_pixel_count(image, max_pixels, what)
     return image
 
@@ -128,6 +133,11 @@ class EditSession:
     @property
     def has_depth_model(self) -> bool:
         return bool(self.pipeline.has_depth_model)
+
+    @property
+    def edit_defaults(self) -> EditSettings:
+        """The model's own edit settings (`edit_settings.json`), which the page starts from."""
+        return getattr(self.pipeline, "edit_defaults", EditSettings())
 
     @property
     def has_positional_prior(self) -> bool:
@@ -170,5 +180,5 @@ class EditSession:
         mask_path = folder / "mask.png"
         save_image_atomically(mask.astype(np.uint8) * 255, mask_path)
         command = edit_command_line("source.png", "reference.png", "mask.png", "edited.png", settings,
-                                    self.config.model_options)
+                                    self.config.model_options, self.edit_defaults)
         return BrowserEdit(source, mask, samples, sample_paths, mask_path, command, folder)

@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from skimage import data
@@ -60,6 +63,18 @@ def test_lpips_offline_says_where_the_alexnet_weights_come_from(tmp_path, monkey
     assert "Hub is offline" not in str(error.value)
 
 
+SETUP_SCRIPT = Path(__file__).parents[2] / "scripts" / "setup.sh"
+
+
+def install_lpips() -> str:
+    """How to install the original LPIPS code, with the version scripts/setup.sh pins (the one place it is named):
+    without its dependencies, since it asks for torchvision, which does not import beside the CPU torch (and which
+    the test does not use). An extra in pyproject.toml cannot say --no-deps."""
+    pin = re.search(r"\blpips==[0-9.]+", SETUP_SCRIPT.read_text(encoding="utf-8"))
+    assert pin is not None, f"{SETUP_SCRIPT} no longer installs lpips=="
+    return f"run scripts/setup.sh, or: pip install --no-deps {pin.group()}"
+
+
 def test_lpips_equals_the_original_implementation(monkeypatch):
     """The LPIPS authors' own code (the `lpips` package, v0.1, AlexNet) and ours give the same distance on
     real photos with the same weights: the package's published heads, and one random AlexNet trunk.
@@ -80,7 +95,13 @@ def test_lpips_equals_the_original_implementation(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision", stand_in)
     for name in [name for name in sys.modules if name == "lpips" or name.startswith("lpips.")]:
         monkeypatch.delitem(sys.modules, name)
-    import lpips as original_package
+    try:
+        import lpips as original_package
+    except ModuleNotFoundError as error:
+        if error.name != "lpips":
+            raise
+        pytest.fail(f"this test compares with the original LPIPS code, which is not installed: {install_lpips()}",
+                    pytrace=False)
 
     original = original_package.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False).eval()
     heads = {key: value for key, value in original.state_dict().items() if key.startswith("lin") and "lins." not in key}

@@ -7,13 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from mimicbrush_cli.benchmark.speed import OURS, RELEASED, SpeedConfig, deviation, edit_settings, measure
+from mimicbrush_cli.benchmark.editors import ModelSpec
+from mimicbrush_cli.benchmark.speed import OURS, RELEASED, SpeedConfig, deviation, measure
 from mimicbrush_cli.errors import MimicBrushError
 from mimicbrush_cli.loading import build_random_pipeline
 from mimicbrush_cli.pipeline import EditSettings
 from mimicbrush_cli.speedups import configure_pipeline_speed
 
 STEPS = 3
+
+TINY = ModelSpec(model="random-tiny")
 
 
 @pytest.fixture
@@ -42,13 +45,13 @@ def reference_unet_batches(pipeline, run):
 
 def test_released_schedule_runs_reference_unet_at_batch_2_every_step_and_matches_ours(tiny_pipeline, photos, exact):
     released, batches = reference_unet_batches(
-        tiny_pipeline, lambda: tiny_pipeline(*photos, edit_settings(RELEASED, STEPS), reference_schedule="released")[0][0])
+        tiny_pipeline, lambda: tiny_pipeline(*photos, RELEASED.run_settings(STEPS), reference_schedule="released")[0][0])
     assert batches == [2] * STEPS
     assert np.abs(released.astype(int) - exact.astype(int)).max() <= 1
 
 
 def test_our_default_runs_one_reference_pass_batched_over_the_timesteps(tiny_pipeline, photos):
-    _, batches = reference_unet_batches(tiny_pipeline, lambda: tiny_pipeline(*photos, edit_settings(OURS, STEPS)))
+    _, batches = reference_unet_batches(tiny_pipeline, lambda: tiny_pipeline(*photos, OURS.run_settings(STEPS)))
     assert batches == [STEPS]
 
 
@@ -113,6 +116,7 @@ def test_compile_option_compiles_both_unets_in_place(pipeline):
     assert pipeline.reference_unet._compiled_call_impl is not None
 
 
+@pytest.mark.slow  # compiling both U-Nets takes minutes on a CPU
 def test_a_compiled_edit_compiles_each_unet_once_with_a_padded_last_reference_pass(pipeline, photos):
     """6 steps at 4 timesteps per reference pass: the last pass has 2. A new batch size would compile both
     U-Nets again (a step of minutes at full size); padded, the edit compiles each U-Net once."""
@@ -142,7 +146,7 @@ def test_pipeline_inputs_follow_the_models_under_model_offload(pipeline, photos,
 
 
 def test_measure_times_every_step_and_reference_pass():
-    config = SpeedConfig("tiny", size="tiny")
+    config = SpeedConfig("tiny", model=TINY)
     measurement = measure(config, None, steps=5, device="cpu")
     assert len(measurement.step_s) == 5 and all(seconds > 0 for seconds in measurement.step_s)
     assert [(step, timesteps) for step, _, timesteps in measurement.reference_passes] == [(0, 4), (4, 1)]
@@ -161,9 +165,9 @@ def test_a_warm_configuration_edits_once_untimed_before_the_timed_edit(monkeypat
     original = MimicBrushPipeline.denoise
     monkeypatch.setattr(MimicBrushPipeline, "denoise", lambda self, *args, **kwargs: denoised.append(1) or
                         original(self, *args, **kwargs))
-    cold = measure(SpeedConfig("tiny", size="tiny"), None, steps=2, device="cpu")
+    cold = measure(SpeedConfig("tiny", model=TINY), None, steps=2, device="cpu")
     assert len(denoised) == 1
-    warm = measure(SpeedConfig("tiny, warm", size="tiny", warm=True), None, steps=2, device="cpu")
+    warm = measure(SpeedConfig("tiny, warm", model=TINY, warm=True), None, steps=2, device="cpu")
     assert len(denoised) == 3
     # Only the second edit is timed: its steps and its one reference pass, and the same output.
     assert len(warm.step_s) == 2 and [(step, timesteps) for step, _, timesteps in warm.reference_passes] == [(0, 2)]
@@ -176,7 +180,7 @@ def test_a_preset_is_extrapolated_to_its_own_step_count_with_its_solver():
     from mimicbrush_cli.benchmark.speed import fast_config
     from mimicbrush_cli.settings import FAST_PRESET
 
-    config = replace(fast_config(), size="tiny")
+    config = fast_config().at_size("tiny")
     measurement = measure(config, None, steps=2, device="cpu")
     assert [timesteps for _, _, timesteps in measurement.reference_passes] == [1]  # the reference cache
     # FAST_PRESET's steps, its one reference pass spread over them
@@ -185,7 +189,7 @@ def test_a_preset_is_extrapolated_to_its_own_step_count_with_its_solver():
     assert measurement.per_step_s == pytest.approx(measurement.imitative_step_s + pass_s / steps)
     assert measurement.edit_full_s == pytest.approx(measurement.edit_s - measurement.denoise_s
                                                     + steps * measurement.per_step_s)
-    solver = edit_settings(config, 2).scheduler
+    solver = config.run_settings(2).scheduler
     assert solver == FAST_PRESET["scheduler"]
 
 
@@ -221,7 +225,7 @@ def test_only_keeps_the_released_schedule_and_ours_and_refuses_unknown_names():
 
 
 def test_measure_reports_offload_as_not_applicable_on_cpu():
-    measurement = measure(SpeedConfig("offload", cpu_offload=True, size="tiny"), None, steps=1, device="cpu")
+    measurement = measure(SpeedConfig("offload", cpu_offload=True, model=TINY), None, steps=1, device="cpu")
     assert measurement.skipped == "needs a GPU"
 
 
@@ -240,7 +244,7 @@ def test_random_pipeline_at_another_resolution():
 def test_report_compares_every_configuration_with_the_released_schedule_and_our_default():
     from mimicbrush_cli.benchmark.speed import SpeedReport, _rows
 
-    released, ours = (SpeedConfig(config.name, schedule=config.schedule, size="tiny") for config in (RELEASED, OURS))
+    released, ours = (SpeedConfig(config.name, schedule=config.schedule, model=TINY) for config in (RELEASED, OURS))
     measurements = [measure(config, None, steps=2, device="cpu") for config in (released, ours)]
     report = SpeedReport(device="cpu", steps=2, threads=0, tolerance=1,
                          rows={64: _rows([measurements], released, ours)})

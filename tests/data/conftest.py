@@ -158,3 +158,8 @@ def bad_video_folder(tmp_path_factory, photo_frames):
 @pytest.fixture(scope="session")
 def make_video_session():
     return encode_video
+
+
+@pytest.fixture(scope="session")
+def make_panning_frames():
+    return panning_frames

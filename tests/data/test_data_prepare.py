@@ -1,11 +1,13 @@
 """`prepare`: outputs, resume after interruption, array-job splits, CLI, recipes."""
 
+import hashlib
 import importlib
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 import mimicbrush_cli
@@ -188,50 +191,102 @@ def is_running(pid: int) -> bool:
         return False
 
 
+# What the `mimicbrush` command runs (the console script's text), and a hook for a worker, which re-imports it
+# (spawn runs the parent's main module again): it holds the second worker there, still starting when its parent
+# is killed, as a slow import on a loaded machine would.
+LAUNCHER = """import os, sys, time
+if __name__ == "__mp_main__" and os.environ.get("SLOW_SECOND_WORKER"):
+    try:
+        os.close(os.open(os.environ["SLOW_SECOND_WORKER"], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:  # the first worker goes on at once
+        time.sleep(60)
+from mimicbrush_cli.cli.app import main
+if __name__ == "__main__":
+    sys.exit(main())
+"""
+
+
+def output_files(folder: Path) -> dict[str, str]:
+    """Every file of a prepared folder, hidden ones too, with a hash of its bytes; but summary.json (it has the run's
+    timings)."""
+    return {path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*"))
+            if path.is_file() and path.name != "summary.json"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
-def test_workers_stop_with_a_killed_prepare_and_a_resume_gives_the_same_shards(tmp_path, photo_frames, make_video,
-                                                                              config_for_tiny_videos, stop):
+@pytest.mark.parametrize("stop, workers, slow_start", [
+    (signal.SIGKILL, 2, False), (signal.SIGTERM, 2, False), (signal.SIGKILL, 1, False), (signal.SIGKILL, 2, True)],
+    ids=["kill-9", "sigterm", "kill-9-one-process", "kill-9-while-a-worker-starts"])
+def test_workers_stop_with_a_killed_prepare_and_a_rerun_gives_the_same_files(tmp_path, photo_frames, make_video,
+                                                                             config_for_tiny_videos, stop, workers,
+                                                                             slow_start):
     folder = tmp_path / "videos"
     folder.mkdir()
     for index in range(12):
         make_video(folder / f"clip{index:02d}.mp4", photo_frames["astronaut" if index % 2 else "coffee"][index % 4:])
-    config = config_for_tiny_videos(inputs_per_shard=1)
+    # One process spends long on a shard of four videos: the kill finds the shard's temporary tar open.
+    config = config_for_tiny_videos(inputs_per_shard=1 if workers > 1 else 4)
+    chunks = 12 // config.inputs_per_shard
+    recipe, launcher = tmp_path / "recipe.yaml", tmp_path / "mimicbrush"
+    recipe.write_text(yaml.safe_dump({key: value for key, value in config_to_dict(config).items()
+                                      if value is not None}))
+    launcher.write_text(LAUNCHER)
     out, shards = tmp_path / "out", tmp_path / "out" / "shards"
-    values = {key: value for key, value in config_to_dict(config).items() if key != "sam"}
-    script = (f"from pathlib import Path\nfrom mimicbrush_cli.data.prepare import PrepareConfig, prepare\n"
-              f"prepare(Path({str(out)!r}), PrepareConfig(**{values!r}), videos=Path({str(folder)!r}), workers=2)\n")
+    command = [sys.executable, str(launcher), "prepare", str(folder), "-o", str(out), "--recipe", str(recipe),
+               "--workers", str(workers)]
     package_root = str(Path(mimicbrush_cli.__file__).parents[1])
-    parent = subprocess.Popen([sys.executable, "-c", script], cwd=package_root,
-                              env=os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": package_root})
-    workers: set[int] = set()
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": package_root}
+    slow = {"SLOW_SECOND_WORKER": str(tmp_path / "first-worker-started")} if slow_start else {}
+    with open(tmp_path / "stderr.txt", "wb") as stderr:
+        parent = subprocess.Popen(command, env=env | slow, stdout=subprocess.DEVNULL, stderr=stderr)
+    workers_seen: set[int] = set()
     try:
         deadline = time.monotonic() + 300
-        while not list(shards.glob("*.json")):  # the first shard is committed: the workers are busy
-            assert parent.poll() is None and time.monotonic() < deadline
-            time.sleep(0.01)
-        workers = live_descendants(parent.pid)
+        # Busy: a shard is committed and (one process) the next one is being written.
+        while not (list(shards.glob("*.json")) and (workers > 1 or list(shards.glob(".*.tmp*")))):
+            assert parent.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr.txt").read_text()
+            time.sleep(0.005)
+        workers_seen = live_descendants(parent.pid)
         parent.send_signal(stop)
         parent.wait()
         committed = sorted(path.name for path in shards.glob("*.json"))
-        assert workers and len(committed) < 12  # stopped mid-run
+        assert (workers_seen or workers == 1) and len(committed) < chunks  # stopped mid-run
         deadline = time.monotonic() + 5
-        while any(is_running(pid) for pid in workers) and time.monotonic() < deadline:
+        while any(is_running(pid) for pid in workers_seen) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not [pid for pid in workers if is_running(pid)], "worker processes outlived prepare"
+        assert not [pid for pid in workers_seen if is_running(pid)], "worker processes outlived prepare"
         time.sleep(1)
         assert sorted(path.name for path in shards.glob("*.json")) == committed  # nothing written after the stop
-        assert not list(shards.glob(".*"))  # no half-written shard left behind
+        if workers > 1:
+            assert not list(shards.glob(".*"))  # the workers deleted the shards they were writing
     finally:
-        for pid in workers:
+        for pid in workers_seen:
             if is_running(pid):
                 os.kill(pid, signal.SIGKILL)
 
-    resumed = prepare(out, config, videos=folder)
-    assert resumed.run_already_done == len(committed)
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    resumed = json.loads((out / "summary.json").read_text())
+    assert resumed["run_already_done"] == len(committed) * config.inputs_per_shard
     prepare(tmp_path / "whole", config, videos=folder)
-    assert tar_contents(out) == tar_contents(tmp_path / "whole")
-    assert manifest_text(out) == manifest_text(tmp_path / "whole")
+    # The same files with the same bytes as a run never stopped: shards, sidecars, manifest, histogram, nothing else.
+    assert output_files(out) == output_files(tmp_path / "whole")
+
+
+def test_a_rerun_deletes_the_temporary_shards_of_dead_processes_of_this_host_only(tmp_path, video_folder,
+                                                                                 config_for_tiny_videos):
+    shards = tmp_path / "out" / "shards"
+    shards.mkdir(parents=True)
+    host, ended = socket.gethostname(), subprocess.Popen([sys.executable, "-c", ""])
+    ended.wait()
+    stale = shards / f".video-0123.tar.tmp-{host}-{ended.pid}"  # a run killed with kill -9 while writing it
+    running = shards / f".video-4567.json.tmp-{host}-{os.getppid()}"  # another run, still writing
+    elsewhere = shards / f".video-89ab.tar.tmp-other-host-{ended.pid}"  # an array job on another machine
+    for path in (stale, running, elsewhere):
+        path.write_bytes(b"half a shard")
+    prepare(tmp_path / "out", config_for_tiny_videos(), videos=video_folder)
+    assert not stale.exists() and running.exists() and elsewhere.exists()
 
 
 def test_a_worker_whose_parent_died_commits_nothing(tmp_path, video_folder, config_for_tiny_videos, monkeypatch):
@@ -264,24 +319,20 @@ def test_cli_prepare_renders_a_summary_and_reports_user_errors(tmp_path, video_f
     assert result.exit_code == 0, result.output
     assert "video pairs" in result.output and (tmp_path / "out" / "manifest.jsonl").is_file()
     missing = runner.invoke(app, ["prepare", str(tmp_path / "nowhere"), "-o", str(tmp_path / "out2")])
-    assert missing.exit_code == 2 and "not a folder" in missing.output
+    assert missing.exit_code == 2 and "no such folder" in missing.output
     typo = runner.invoke(app, ["prepare", str(video_folder), "-o", str(tmp_path / "out3"), "--set", "ssim_mni=0.3"])
     assert typo.exit_code == 2 and "unknown config key ssim_mni" in typo.output
 
 
 def test_cli_prepare_that_prepares_nothing_fails_in_one_line_and_writes_its_summary(tmp_path):
-    empty, broken = tmp_path / "empty", tmp_path / "broken"
-    empty.mkdir()
+    # (A folder without any input is refused before anything is written: test_prepare_bad_inputs.py.)
+    broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "clip.mp4").write_bytes(b"not a video")
     runner = CliRunner()
-    nothing = runner.invoke(app, ["prepare", str(empty), "-o", str(tmp_path / "out1")])
-    assert nothing.exit_code == 2
-    assert "error: nothing prepared: no videos (.mp4, .mov, .mkv, .webm, .avi) or SA-1B images" in nothing.output
-    assert (tmp_path / "out1" / "summary.json").is_file()
     skipped = runner.invoke(app, ["prepare", str(broken), "-o", str(tmp_path / "out2")])
     assert skipped.exit_code == 2
-    assert "error: nothing prepared: all 1 inputs were skipped" in skipped.output
+    assert "error: nothing prepared: all 1 inputs were skipped (1 unreadable-container; details in" in skipped.output
     assert "skipped video:clip.mp4: unreadable-container" in skipped.output
     record = json.loads((tmp_path / "out2" / "summary.json").read_text())
     assert [entry["id"] for entry in record["skipped"]] == ["video:clip.mp4"]

@@ -139,7 +139,7 @@ def features_of_another_row():
 
 
 if __name__ == "__main__":
-    # The table in the README: `python tests/training/test_learning.py` (about 10 minutes on 2 cores).
+    # The table in docs/bundled_model.md: `python tests/training/test_learning.py` (about 10 minutes on 2 cores).
     import tempfile
 
     def row(label: str, **kwargs) -> None:

@@ -42,7 +42,7 @@ def test_defaults_follow_the_paper_recipe():
     ({"batch_size": "two"}, "config key batch_size must be an integer"),
     ({"trainable": ["imitative_unet", "unet"]}, "config key trainable[1] must be one of"),
     ({"trainable": ["imitative_unet", "vae"]}, "the edit objective keeps them frozen"),
-    ({"steps": 0}, "config key steps is out of range"),
+    ({"steps": 0}, "config key steps must be at least 1, got 0"),
     ({"objective": {"reference_dropout": 1.5}}, "reference_dropout must be a probability"),
     ({"model": {"init": "stable-diffusion"}}, "model.sd15 is required"),
 ])

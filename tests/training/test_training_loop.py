@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import yaml
 from training_helpers import PhotoPairs, tiny_config
 from PIL import Image
+from safetensors.torch import load_file
 
 from mimicbrush_cli.loading import load_pipeline_folder
 from mimicbrush_cli.pipeline import EditSettings
@@ -48,6 +53,55 @@ def test_resumed_run_reproduces_the_uninterrupted_losses(tmp_path):
     assert resumed.losses == {3: uninterrupted.losses[3]}
     logged = [row["loss"] for row in read_scalars(tmp_path / "b" / "logs" / "scalars.csv")]
     assert logged == pytest.approx([uninterrupted.losses[step] for step in (1, 2, 3)], abs=1e-6)
+
+
+def train_command(config: Path, output_dir: Path, *options) -> list[str]:
+    return [sys.executable, "-m", "mimicbrush_cli", "train", "--config", str(config), "--no-progress",
+            "--output-dir", str(output_dir), "--export", str(output_dir / "model"), *map(str, options)]
+
+
+@pytest.mark.slow
+def test_a_train_process_killed_with_sigkill_resumes_to_the_losses_and_weights_of_an_uninterrupted_run(
+        prepared, tmp_path):
+    # The whole command, killed outright (no exception handler, no `finally`) while it trains and writes
+    # checkpoints, then `--resume latest`: its log, last checkpoint and export equal those of a run never stopped.
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"init": "random", "size": "tiny"}, "data": {"shard_dirs": [str(prepared)], "resolution": 64},
+        "steps": 12, "batch_size": 1, "optimizer": {"lr": 1e-3, "schedule": "constant_with_warmup",
+                                                      "warmup_steps": 3},
+        "ema": {"enabled": True}, "validation": {"every": 0}, "checkpoint_every": 1, "keep_checkpoints": 2}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1", "HF_HUB_OFFLINE": "1"}
+    whole = subprocess.run(train_command(config, tmp_path / "a"), env=env, capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    killed = subprocess.Popen(train_command(config, tmp_path / "b"), env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not any(path.name == "step-000003" for path in list_checkpoints(tmp_path / "b")):
+            assert killed.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+            time.sleep(0.02)
+        killed.send_signal(signal.SIGKILL)
+    finally:
+        killed.kill()
+        killed.wait(timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    assert list_checkpoints(tmp_path / "b")[-1].name != "step-000012" and not (tmp_path / "b" / "model").exists()
+
+    resumed = subprocess.run(train_command(config, tmp_path / "b", "--resume", "latest"), env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    runs = {name: read_scalars(tmp_path / name / "logs" / "scalars.csv") for name in ("a", "b")}
+    assert [row["step"] for row in runs["b"]] == list(range(1, 13))
+    assert [row["loss"] for row in runs["b"]] == pytest.approx([row["loss"] for row in runs["a"]], rel=1e-6, abs=1e-7)
+    for path in ("checkpoints/step-000012/weights.safetensors", "checkpoints/step-000012/ema.safetensors",
+                 "model/imitative_unet/diffusion_pytorch_model.safetensors"):
+        expected, found = load_file(tmp_path / "a" / path), load_file(tmp_path / "b" / path)
+        assert expected.keys() == found.keys()
+        for key, tensor in expected.items():
+            torch.testing.assert_close(found[key], tensor, rtol=1e-5, atol=1e-6, msg=f"{path}: {key}")
+    assert sorted(path.name for path in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-000011", "step-000012"]
 
 
 @pytest.mark.slow

@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 from skimage import data
 
-from mimicbrush_cli.data import PrepareConfig, prepare
 from mimicbrush_cli.data.camera_motion import camera_motion_frames, write_camera_motion_videos
 from mimicbrush_cli.loading import load_pipeline_folder
 from mimicbrush_cli.loading import build_random_pipeline
@@ -17,20 +16,6 @@ from mimicbrush_cli.errors import MimicBrushError
 from mimicbrush_cli.training import train
 from mimicbrush_cli.training.config import load_train_config
 from mimicbrush_cli.training.checkpointing import list_checkpoints
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("stages")
-    for name in ("chelsea", "coffee", "astronaut"):
-        Image.fromarray(getattr(data, name)()).save(root / f"{name}.png")
-    videos = write_camera_motion_videos(sorted(root.glob("*.png")), root / "videos", num_frames=24, size=(96, 72))
-    assert len(videos) == 3
-    config = PrepareConfig(sample_fps=6.0, min_gap_s=0.5, max_gap_s=4.0, ssim_min=0.2, ssim_max=0.95,
-                           frame_max_side=96, inputs_per_shard=4)
-    summary = prepare(root / "prepared", config, videos=root / "videos")
-    assert summary.video_pairs > 0
-    return root / "prepared"
 
 
 def test_camera_motion_moves_and_changes_light():

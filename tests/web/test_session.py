@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import threading
@@ -19,7 +20,8 @@ from mimicbrush_cli.errors import MimicBrushError
 from mimicbrush_cli.imaging import load_mask
 from mimicbrush_cli.loading import load_pipeline
 from mimicbrush_cli.pipeline import EditSettings
-from mimicbrush_cli.settings import edit_settings
+from mimicbrush_cli.settings import OPTION_SETTINGS, SETTINGS, resolve_settings
+from mimicbrush_cli.model_names import BUNDLED_MODEL_DIR
 from mimicbrush_cli.web.session import (EditSession, ServeConfig, box_from_corners, check_upload, find_examples,
                                         painted_mask)
 
@@ -131,8 +133,8 @@ def test_edit_writes_pngs_and_its_command_reproduces_it(tiny_model_dir, photos, 
     assert steps == [(1, 2), (2, 2)]
     assert [path.name for path in result.sample_paths] == ["edited-00.png", "edited-01.png"]
     np.testing.assert_array_equal(load_mask(result.mask_path), mask)
-    assert result.command == ("mimicbrush edit source.png reference.png mask.png -o edited.png --steps 2 --seed 3 "
-                              f"--num-samples 2 --no-crop --weights {tiny_model_dir} --device cpu")
+    assert result.command == ("mimicbrush edit source.png reference.png mask.png -o edited.png --steps 2 --no-crop "
+                              f"--seed 3 --num-samples 2 --weights {tiny_model_dir} --device cpu")
 
     # Save the inputs as the command names them and run it: the same images come out.
     monkeypatch.chdir(tmp_path)
@@ -193,11 +195,35 @@ def test_command_line_names_only_settings_that_differ_from_the_defaults():
         "mimicbrush edit 'a b.png' r.png m.png -o o.png"
     settings = EditSettings(guidance=7.5, keep_shape=True, reference_cache=True, reference_locality=0.07)
     assert edit_command_line("s.png", "r.png", "m.png", "o.png", settings, ("--model", "demo")) == \
-        ("mimicbrush edit s.png r.png m.png -o o.png --guidance 7.5 --reference-locality 0.07 --keep-shape "
-         "--reference-cache --model demo")
-    fast = edit_settings(fast=True)
+        ("mimicbrush edit s.png r.png m.png -o o.png --guidance 7.5 --keep-shape --reference-cache "
+         "--reference-locality 0.07 --model demo")
+    fast = resolve_settings(EditSettings(), {}, fast=True)
     assert edit_command_line("s.png", "r.png", "m.png", "o.png", fast) == \
         "mimicbrush edit s.png r.png m.png -o o.png --steps 6 --scheduler dpmpp-2m --reference-cache"
+
+
+def test_command_line_names_what_differs_from_the_models_own_defaults(monkeypatch, tmp_path):
+    # The bundled model's defaults: its settings repeat as no option; the released ones, against them, as the
+    # options (and the words for "none") that undo each.
+    bundled = EditSettings.from_model_folder(BUNDLED_MODEL_DIR)
+    assert edit_command_line("s.png", "r.png", "m.png", "o.png", bundled, defaults=bundled) == \
+        "mimicbrush edit s.png r.png m.png -o o.png"
+    line = edit_command_line("s.png", "r.png", "m.png", "o.png", EditSettings(), defaults=bundled)
+    assert line == ("mimicbrush edit s.png r.png m.png -o o.png --steps 50 --scheduler ddim --guidance 5 "
+                    "--no-reference-cache --reference-locality trained --reference-timestep first")
+    # `mimicbrush edit` with those options, on the bundled model, runs at exactly these settings
+    seen = []
+
+    def run_edits(jobs, settings, outputs, **options):
+        seen.append(settings)
+        return []
+
+    monkeypatch.setattr("mimicbrush_cli.edit.run_edits", run_edits)
+    words = shlex.split(line)[2:]
+    words[words.index("-o") + 1] = str(tmp_path / "o.png")
+    result = CliRunner().invoke(app, ["edit", *words, "--model", "demo"])
+    assert result.exit_code == 0, result.output
+    assert seen == [EditSettings()]
 
 
 def test_page_disables_keep_shape_without_a_depth_model(tmp_path):
@@ -221,42 +247,25 @@ def test_page_offers_the_reference_locality_only_with_a_positional_prior(tmp_pat
     pipeline = build_random_pipeline("tiny")
     assert locality(pipeline) == (False, NO_PRIOR_REASON)  # as released: no prior to set
     pipeline.set_reference_positions("local")
-    assert locality(pipeline) == (True, None)
+    assert locality(pipeline) == (True, SETTINGS["reference_locality"].help)
 
 
-def test_page_settings_take_a_locality_of_zero_as_the_trained_width():
+def test_page_settings_are_the_models_defaults_with_what_the_person_changed():
     from mimicbrush_cli.web.page import page_settings
 
-    controls = (6, "dpmpp-2m", 2.0, 0, 1, True, False, True)
-    assert page_settings(*controls, 0).reference_locality is None
-    assert page_settings(*controls, None).reference_locality is None
-    chosen = page_settings(*controls, 0.07)
-    assert chosen == EditSettings(steps=6, scheduler="dpmpp-2m", guidance=2.0, reference_cache=True,
-                                  reference_locality=0.07)
-    assert "--reference-locality 0.07" in edit_command_line("s.png", "r.png", "m.png", "o.png", chosen)
-    assert page_settings(*controls, 0.07, 4) == replace(chosen, mean_of=4)
-    assert page_settings(*controls, 0.07, 4, 0).reference_timestep is None  # the first step's
-    assert page_settings(*controls, 0.07, 4, None).reference_timestep is None
-    assert page_settings(*controls, 0.07, 4, 999.0) == replace(chosen, mean_of=4, reference_timestep=999)
-    without_cache = controls[:-1] + (False,)
+    bundled = EditSettings.from_model_folder(BUNDLED_MODEL_DIR)
+    controls = {name: getattr(bundled, name) for name in OPTION_SETTINGS}
+    controls["reference_locality"], controls["reference_timestep"] = "0.07", "999"  # text fields
+    assert page_settings(controls, bundled) == bundled
+    assert page_settings({**controls, "reference_locality": "trained"}, bundled).reference_locality is None
+    assert page_settings({**controls, "reference_timestep": " first "}, bundled).reference_timestep is None
+    assert page_settings({**controls, "mean_of": 4.0}, bundled) == replace(bundled, mean_of=4)
+    # Unticking the cache drops the model's timestep with it; a timestep the person typed needs the cache.
+    assert page_settings({**controls, "reference_cache": False}, bundled) == \
+        replace(bundled, reference_cache=False, reference_timestep=None)
     with pytest.raises(MimicBrushError, match="add --reference-cache"):  # shown as the page's one error line
-        page_settings(*without_cache, 0.07, 4, 999)
-
-
-@pytest.mark.slow
-def test_cli_help_does_not_import_gradio():
-    code = ("import sys; from typer.testing import CliRunner; from mimicbrush_cli.cli.app import app; "
-            "result = CliRunner().invoke(app, ['--help']); assert 'serve' in result.output, result.output; "
-            "assert 'gradio' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_serve_without_gradio_names_the_extra(monkeypatch):
-    import importlib.util
-
-    find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "gradio" else
-                        find_spec(name, *args))
-    result = CliRunner().invoke(app, ["serve", "--model", "random-tiny"])
-    assert result.exit_code == 2
-    assert result.output.strip() == "error: serve needs gradio: pip install 'mimicbrush-cli[serve]'"
+        page_settings({**controls, "reference_cache": False, "reference_timestep": "500"}, bundled)
+    with pytest.raises(MimicBrushError, match="--mean-of must be between 1 and 16, not 17"):
+        page_settings({**controls, "mean_of": 17}, bundled)
+    with pytest.raises(MimicBrushError, match="--reference-locality takes a number"):
+        page_settings({**controls, "reference_locality": "wide"}, bundled)
