@@ -62,8 +62,8 @@ class EditSettings:
     """How to run an edit; the defaults are the released ones (50 DDIM steps, guidance 5)."""
 
     steps: int = _setting(50, "Denoising steps.", low=1, high=1000)
-    scheduler: str = _setting("ddim", "Denoising solver, from the model's own noise schedule: ddim (released), a "
-                              "multistep solver (dpmpp-2m, dpmpp-2m-karras, unipc) or euler, which need fewer steps.",
+    scheduler: str = _setting("ddim", "Denoising solver, from the model's own noise schedule: ddim (the released "
+                              "one) or another, which needs fewer steps.",
                               choices=SCHEDULERS)  # DDIM runs with eta 0, as released
     guidance: float = _setting(5.0, "Classifier-free guidance scale.", low=0.0, high=50.0)
     keep_shape: bool = _setting(False, "Keep the source's shape (depth-conditioned texture transfer; needs a model "

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,42 +14,9 @@ from PIL import Image
 from skimage import data
 
 from mimicbrush_cli.loading import build_random_pipeline
-from mimicbrush_cli.models.depth_checkpoint import to_original_depth_anything_state_dict
+from mimicbrush_cli.models.checkpoints import save_released_layout
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
-
-
-def write_released_layout(pipeline, root: Path) -> Path:
-    """Write `pipeline` the way the released weights are laid out (REFERENCE.md §4)."""
-    from mimicbrush_cli.models.reference_attention import unused_reference_unet_parameters
-
-    cleansd, mimicbrush = root / "cleansd", root / "MimicBrush"
-    inpainting_config = dict(pipeline.imitative_unet.config)
-    inpainting_config["in_channels"] = 9  # the released folder holds the SD-inpainting config
-    for folder, config in (("stable-diffusion-inpainting", inpainting_config),
-                           ("stable-diffusion-v1-5", dict(pipeline.reference_unet.config))):
-        (cleansd / folder / "unet").mkdir(parents=True)
-        (cleansd / folder / "unet" / "config.json").write_text(json.dumps(config, default=list))
-    unused = set(unused_reference_unet_parameters(pipeline.reference_unet))
-    encoder_state = dict(pipeline.image_encoder.state_dict())
-    encoder_state["vision_model.embeddings.position_ids"] = torch.arange(
-        pipeline.image_encoder.config.num_positions if hasattr(pipeline.image_encoder.config, "num_positions")
-        else (pipeline.image_encoder.config.image_size // pipeline.image_encoder.config.patch_size) ** 2 + 1)[None]
-    checkpoint = {
-        "unet": pipeline.imitative_unet.state_dict(),
-        "referencenet": {k: v for k, v in pipeline.reference_unet.state_dict().items() if k not in unused},
-        "image_proj": pipeline.image_projection.state_dict(),
-        "depth_guider": pipeline.depth_guider.state_dict(),
-        "image_encoder": encoder_state,
-    }
-    (mimicbrush / "mimicbrush").mkdir(parents=True)
-    torch.save(checkpoint, mimicbrush / "mimicbrush" / "mimicbrush.bin")
-    pipeline.image_encoder.config.save_pretrained(mimicbrush / "image_encoder")
-    pipeline.vae.save_pretrained(mimicbrush / "sd-vae-ft-mse", safe_serialization=False)
-    (mimicbrush / "depth_model").mkdir(parents=True)
-    original = to_original_depth_anything_state_dict(pipeline.depth_estimator.state_dict(), pipeline.depth_estimator.config)
-    torch.save(original, mimicbrush / "depth_model" / "depth_anything_vitb14.pth")
-    return root
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +46,7 @@ def tiny_model_dir(tmp_path_factory, tiny_pipeline):
 
 @pytest.fixture(scope="session")
 def tiny_released_dir(tmp_path_factory, tiny_pipeline):
-    return write_released_layout(tiny_pipeline, tmp_path_factory.mktemp("released"))
+    return save_released_layout(tiny_pipeline, tmp_path_factory.mktemp("released"))
 
 
 @pytest.fixture(scope="session")

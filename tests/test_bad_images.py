@@ -36,6 +36,8 @@ from mimicbrush_cli.cli.app import app
 from mimicbrush_cli.errors import MimicBrushError
 from mimicbrush_cli.web.session import check_upload
 
+from one_line import assert_one_error_line
+
 runner = CliRunner()
 
 PHOTO = data.chelsea()        # (300, 451, 3): the source
@@ -207,13 +209,6 @@ def edit_files(folder: Path, role: str, kind: str) -> tuple[list[Path], Path]:
 def edit(inputs: list[Path], output: Path):
     return runner.invoke(app, ["edit", *map(str, inputs), "-o", str(output), "--model", "random-tiny", "--steps", "1",
                                "--device", "cpu"])
-
-
-def assert_one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 # The reason each refused kind must give, in the CLI's words.

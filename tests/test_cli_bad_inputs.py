@@ -17,15 +17,9 @@ from mimicbrush_cli.cli.app import app
 from mimicbrush_cli.errors import MimicBrushError
 from mimicbrush_cli.loading import load_pipeline_folder
 
+from one_line import one_error_line
+
 runner = CliRunner()
-
-
-def one_error_line(*args) -> str:
-    result = runner.invoke(app, [str(arg) for arg in args])
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 def a_file(tmp_path):

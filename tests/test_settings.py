@@ -18,16 +18,10 @@ from mimicbrush_cli.model_names import BUNDLED_MODEL_DIR, edit_defaults
 from mimicbrush_cli.settings import (EDIT_SETTINGS_FILE, MODEL_SETTINGS, OPTION_SETTINGS, SETTINGS, EditSettings,
                                      flag, kind_of, resolve_settings)
 
+from one_line import one_error_line
+
 runner = CliRunner()
 RANGED = [name for name in OPTION_SETTINGS if SETTINGS[name].low is not None]
-
-
-def one_error_line(*args) -> str:
-    result = runner.invoke(app, [str(arg) for arg in args])
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 @pytest.mark.parametrize("name", RANGED)

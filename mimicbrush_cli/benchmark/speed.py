@@ -228,9 +228,10 @@ def timed_reference_passes(pipeline, record: Callable[[float, int], None]) -> It
 
 
 def measure(config: SpeedConfig, resolution: int | None, steps: int, device: str = "cpu", seed: int = 0,
-            threads: int = 0) -> Measurement:
+            threads: int = 0, build: Callable[[], object] | None = None) -> Measurement:
     """Build the pipeline for `config` and time one edit in this process, step by step through the
-    pipeline's public calls (those `MimicBrushPipeline.__call__` makes)."""
+    pipeline's public calls (those `MimicBrushPipeline.__call__` makes). `build` makes the pipeline instead
+    (weights already at hand, e.g. loaded from a folder): it is placed and configured as `config` says."""
     from .. import imaging
     from ..loading import build_random_pipeline, place_pipeline, resolve_device
     from ..speedups import SpeedOptions
@@ -245,8 +246,8 @@ def measure(config: SpeedConfig, resolution: int | None, steps: int, device: str
     start = time.perf_counter()
     speed = SpeedOptions(channels_last=config.channels_last, compile=config.compile, cpu_offload=config.cpu_offload,
                          vae_tiling=config.vae_tiling)
-    pipeline = place_pipeline(build_random_pipeline(config.size, seed=0, resolution=resolution), device,
-                              config.model.dtype, speed)
+    built = build() if build is not None else build_random_pipeline(config.size, seed=0, resolution=resolution)
+    pipeline = place_pipeline(built, device, config.model.dtype, speed)
     measurement.resolution = pipeline.resolution
     measurement.build_s = time.perf_counter() - start
     if torch_device.type == "cuda":

@@ -219,3 +219,39 @@ def save_pipeline_atomically(pipeline, destination: Path, replace_model: bool = 
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
+
+def save_released_layout(pipeline, root: Path) -> Path:
+    """Write `pipeline`'s weights the way the released ones are laid out (this module's docstring), pickles
+    included: for tests and checks of the released loading path with random weights of any size."""
+    import json
+
+    from .depth_checkpoint import to_original_depth_anything_state_dict
+    from .reference_attention import unused_reference_unet_parameters
+
+    root = Path(root)
+    cleansd, mimicbrush = root / "cleansd", root / "MimicBrush"
+    inpainting_config = dict(pipeline.imitative_unet.config)
+    inpainting_config["in_channels"] = 9  # the released folder holds the SD-inpainting config
+    for folder, config in (("stable-diffusion-inpainting", inpainting_config),
+                           ("stable-diffusion-v1-5", dict(pipeline.reference_unet.config))):
+        (cleansd / folder / "unet").mkdir(parents=True)
+        (cleansd / folder / "unet" / "config.json").write_text(json.dumps(config, default=list))
+    unused = set(unused_reference_unet_parameters(pipeline.reference_unet))
+    encoder_config = pipeline.image_encoder.config
+    encoder_state = dict(pipeline.image_encoder.state_dict())
+    encoder_state[POSITION_IDS_BUFFER] = torch.arange((encoder_config.image_size // encoder_config.patch_size) ** 2 + 1)[None]
+    checkpoint = {
+        "unet": pipeline.imitative_unet.state_dict(),
+        "referencenet": {k: v for k, v in pipeline.reference_unet.state_dict().items() if k not in unused},
+        "image_proj": pipeline.image_projection.state_dict(),
+        "depth_guider": pipeline.depth_guider.state_dict(),
+        "image_encoder": encoder_state,
+    }
+    (mimicbrush / "mimicbrush").mkdir(parents=True)
+    torch.save(checkpoint, mimicbrush / "mimicbrush" / "mimicbrush.bin")
+    encoder_config.save_pretrained(mimicbrush / "image_encoder")
+    pipeline.vae.save_pretrained(mimicbrush / "sd-vae-ft-mse", safe_serialization=False)
+    (mimicbrush / "depth_model").mkdir(parents=True)
+    original = to_original_depth_anything_state_dict(pipeline.depth_estimator.state_dict(), pipeline.depth_estimator.config)
+    torch.save(original, mimicbrush / "depth_model" / "depth_anything_vitb14.pth")
+    return root

@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 
 from mimicbrush_cli.cli.app import app
 
+from one_line import one_error_line
+
 runner = CliRunner()
 # The recipe the tiny test clips fit (64x48, panning 5 px a second): the default one is made for stock video.
 TINY_CLIP_RECIPE = ["--set", "sample_fps=5", "--set", "min_gap_s=0.4", "--set", "ssim_min=0.15",
@@ -90,17 +92,9 @@ BAD_VALUES = {
 }
 
 
-def refused_in_one_line(*args) -> str:
-    result = runner.invoke(app, [str(arg) for arg in args])
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
-
-
 @pytest.mark.parametrize("setting", BAD_VALUES)
 def test_a_bad_set_value_is_refused_before_any_work(tmp_path, video_folder, setting):
-    line = refused_in_one_line("prepare", video_folder, "-o", tmp_path / "out", "--set", setting)
+    line = one_error_line("prepare", video_folder, "-o", tmp_path / "out", "--set", setting)
     assert line == f"error: {BAD_VALUES[setting]}"
     assert not (tmp_path / "out").exists()
 
@@ -124,7 +118,7 @@ BAD_OPTIONS = {
 
 @pytest.mark.parametrize("options", BAD_OPTIONS)
 def test_a_bad_option_is_refused_before_any_work(tmp_path, video_folder, options):
-    line = refused_in_one_line("prepare", video_folder, "-o", tmp_path / "out", *options.split())
+    line = one_error_line("prepare", video_folder, "-o", tmp_path / "out", *options.split())
     assert line.startswith(BAD_OPTIONS[options]), line
     assert not (tmp_path / "out").exists()
 
@@ -137,7 +131,7 @@ def test_an_input_that_is_not_a_folder_of_inputs_is_refused_before_any_work(tmp_
         path.write_bytes(b"\x00\x00\x00\x18ftypmp42")  # a video given in place of its folder
     elif kind == "an empty folder":
         path.mkdir()
-    line = refused_in_one_line("prepare", *([option] if option else []), path, "-o", tmp_path / "out")
+    line = one_error_line("prepare", *([option] if option else []), path, "-o", tmp_path / "out")
     expected = {"a file": f"{path} is a file, not a folder of {'videos' if not option else 'SA-1B images'}",
                 "a missing folder": f"no such folder: {path}",
                 "an empty folder": (f"nothing to prepare: no videos (.mp4, .mov, .mkv, .webm, .avi) in {path}"
@@ -147,6 +141,6 @@ def test_an_input_that_is_not_a_folder_of_inputs_is_refused_before_any_work(tmp_
 
 
 def test_a_missing_recipe_is_refused_before_any_work(tmp_path, video_folder):
-    line = refused_in_one_line("prepare", video_folder, "-o", tmp_path / "out", "--recipe", tmp_path / "recipe.yaml")
+    line = one_error_line("prepare", video_folder, "-o", tmp_path / "out", "--recipe", tmp_path / "recipe.yaml")
     assert line == f"error: config file not found: {tmp_path / 'recipe.yaml'}"
     assert not (tmp_path / "out").exists()

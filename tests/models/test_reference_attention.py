@@ -205,6 +205,7 @@ def test_a_layout_in_python_ints_reads_as_the_same_index_searched():
     assert bank.first_reading_row is None
 
 
+@pytest.mark.slow  # torch.compile of both U-Nets
 def test_the_unets_with_reference_attention_compile_as_one_graph_each(tiny_pipeline):
     torch._dynamo.reset()
     pipeline, latent_size = tiny_pipeline, tiny_pipeline.resolution // 8

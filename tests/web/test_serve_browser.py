@@ -224,7 +224,7 @@ def test_paint_edit_download_and_recover_from_bad_uploads(server, browser):
     Image.new("RGB", (1200, 1000), (90, 120, 200)).save(large)
     upload(browser, "reference", large)
     wait_for(lambda: "over the limit" in status_text(browser), what="the pixel-count error")
-    assert status_text(browser) == "error: reference image is 1200x1000 = 1.2 MP, over the limit of 1.0 MP"
+    assert status_text(browser) == "error: reference image large.png is 1200x1000 = 1.2 MP, over the limit of 1.0 MP"
 
     upload(browser, "reference", REFERENCE)
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#reference img"), what="the reference preview")
