@@ -10,7 +10,9 @@
 A checkpoint is assembled in a hidden sibling folder and renamed into place once every process has
 written its part (`outputs.commit_folder`, which also replaces a checkpoint of the same step without a
 moment where neither exists), so a folder named `step-*` is always complete. FSDP and DeepSpeed shard the model
-and optimiser: there accelerate's own sharded `save_state` replaces weights and optimiser files.
+and optimiser: there accelerate's own `save_state` (in `accelerate/`: per-process shards, or one file under
+FSDP's FULL_STATE_DICT) replaces optimizer.pt and is what a resume loads; weights.safetensors is still
+written, gathered whole, for `export.export_checkpoint`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The training loop on accelerate: one process on a CPU, `accelerate launch` for DDP on many GPUs or
-nodes (FSDP and DeepSpeed through the configs in `configs/accelerate/`).
+nodes (FSDP2 and DeepSpeed ZeRO-2 through the configs in `configs/accelerate/`; all three also on CPU
+processes, see `make_accelerator`).
 
 One optimiser step = `gradient_accumulation` micro-batches of `batch_size` rows per process. Every
 random draw of a micro-batch comes from a generator seeded by (seed, step, micro-batch, process) and
@@ -9,6 +10,7 @@ the losses of a run that never stopped.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -73,6 +75,41 @@ def place_for_training(pipeline, model: TrainingModel, device: torch.device, dty
             module.to(dtype)
 
 
+def make_accelerator(mixed_precision: str) -> Accelerator:
+    """The run's accelerator, as the environment `accelerate launch` sets up says.
+
+    On a machine without a GPU, `cpu=True` is what lets a torchrun/accelerate-launched job run as
+    MULTI_CPU (gloo) instead of as unrelated single processes. For the sharded strategies accelerate
+    (1.16) needs help on CPU processes:
+
+    - FSDP: `AcceleratorState.__init__` (accelerate/state.py) turns an FSDP launch config into FSDP only
+      for GPU-like process groups, not MULTI_CPU, so the processes would silently train as plain DDP.
+      Here they get the FSDP plugin the launch config describes, as GPUs would; accelerate's own FSDP2
+      code (`fully_shard`, `save_state`/`load_state`) runs from there. FSDP1 does not run on CPU.
+    - DeepSpeed: accelerate sets it up only with `cpu=False`, and then finds no process-group backend
+      for CPU processes (each would think it is the only one) unless told gloo.
+    """
+    from accelerate.state import PartialState
+    from accelerate.utils import FullyShardedDataParallelPlugin, InitProcessGroupKwargs
+
+    cpu = resolve_device("auto").type == "cpu"
+    launched_with = {name: os.environ.get(f"ACCELERATE_USE_{name}", "false").lower() == "true"
+                     for name in ("FSDP", "DEEPSPEED")}
+    if cpu and launched_with["DEEPSPEED"] and "LOCAL_RANK" in os.environ:
+        return Accelerator(mixed_precision=mixed_precision, kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")])
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+    if accelerator.distributed_type == DistributedType.MULTI_CPU and launched_with["FSDP"]:
+        plugin = FullyShardedDataParallelPlugin()  # from the FSDP_* variables of the launch config
+        if plugin.fsdp_version != 2:
+            raise MimicBrushError("FSDP on CPU processes needs fsdp_version: 2 (torch's FSDP1 wants a GPU); "
+                                  "see configs/accelerate/fsdp2_cpu.yaml")
+        # What AcceleratorState.__init__ does for GPUs. PartialState's copy too: every later
+        # AcceleratorState() copies its distributed_type back in.
+        accelerator.state.fsdp_plugin = plugin
+        accelerator.state.distributed_type = PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    return accelerator
+
+
 def train(config: TrainConfig, dataset=None, validation_dataset=None, *, show_progress: bool = True,
           on_step: StepCallback | None = None, accelerator: Accelerator | None = None) -> TrainResult:
     """Train (or continue training) a MimicBrush pipeline as `config` says; see `TrainConfig`.
@@ -82,10 +119,7 @@ def train(config: TrainConfig, dataset=None, validation_dataset=None, *, show_pr
     """
     if dataset is None:
         dataset = open_training_data(config.data)
-    # Without an accelerator, `cpu=True` is what lets a torchrun/accelerate-launched CPU job run as
-    # MULTI_CPU (gloo) instead of as unrelated single processes.
-    accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision,
-                                             cpu=resolve_device("auto").type == "cpu")
+    accelerator = accelerator or make_accelerator(config.mixed_precision)
     check_distributed_support(config, accelerator.distributed_type)
     output_dir = Path(config.output_dir)
     pipeline = build_training_pipeline(config.model)
@@ -99,6 +133,10 @@ def train(config: TrainConfig, dataset=None, validation_dataset=None, *, show_pr
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], config.optimizer)
     lr_scheduler = get_scheduler(config.optimizer.schedule, optimizer, num_warmup_steps=config.optimizer.warmup_steps,
                                  num_training_steps=max(config.steps, 1))
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        # DeepSpeed needs the per-process micro-batch size up front; accelerate reads it from a prepared
+        # DataLoader, which this loop (its own resumable batch stream) does not have.
+        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.batch_size
     # The LR schedule stays unprepared: it is stepped once per optimiser step, whatever the process count.
     model, optimizer = accelerator.prepare(model, optimizer)
     trained_parameters = [p for p in accelerator.unwrap_model(model).parameters() if p.requires_grad]

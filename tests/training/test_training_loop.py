@@ -1,4 +1,4 @@
-"""The accelerate loop: resume equivalence, export, validation grids, logs, and DDP replicas."""
+"""The accelerate loop: resume equivalence, export, validation grids, logs, DDP replicas and FSDP2."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from mimicbrush_cli.loading import load_pipeline_folder
 from mimicbrush_cli.pipeline import EditSettings
 from mimicbrush_cli.training import train
 from mimicbrush_cli.training.checkpointing import list_checkpoints
+from mimicbrush_cli.training.initialise import build_training_pipeline
+from mimicbrush_cli.training.objective import TrainingModel
 from mimicbrush_cli.training.scalars import read_scalars
 
 
@@ -137,6 +139,61 @@ def test_two_processes_keep_identical_replicas(tmp_path):
     assert ranks[0]["digest"] == ranks[1]["digest"]
     assert ranks[0]["digest"] != ranks[0]["initial_digest"]
     assert ranks[0]["losses"] == ranks[1]["losses"]
+
+
+def _launch_sharded_worker(accelerate_config: str, output_dir: Path, *options) -> None:
+    worker = Path(__file__).parent / "sharded_worker.py"
+    config = Path(__file__).parents[2] / "configs" / "accelerate" / accelerate_config
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1", "HF_HUB_OFFLINE": "1"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", "2",
+         "--mixed_precision", "no", str(worker), str(output_dir), *map(str, options)],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+
+def _check_a_stopped_and_resumed_run_against_an_uninterrupted_one(tmp_path, accelerate_config: str, options: tuple,
+                                                                  distributed_type: str, parameter_type: str) -> None:
+    _launch_sharded_worker(accelerate_config, tmp_path / "a", 3, *options)
+    _launch_sharded_worker(accelerate_config, tmp_path / "b", 3, "--stop-after", 2, *options)
+    assert [path.name for path in list_checkpoints(tmp_path / "b")] == ["step-000001", "step-000002"]
+    _launch_sharded_worker(accelerate_config, tmp_path / "b", 3, "--resume", *options)
+
+    for name in ("a", "b"):
+        ranks = [json.loads((tmp_path / name / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+        assert all((rank["distributed_type"], rank["parameter_type"], rank["world_size"]) ==
+                   (distributed_type, parameter_type, 2) for rank in ranks)
+        assert ranks[0]["losses"] == ranks[1]["losses"]
+    assert list(json.loads((tmp_path / "b" / "rank0.json").read_text())["losses"]) == ["3"]
+    runs = {name: read_scalars(tmp_path / name / "logs" / "scalars.csv") for name in ("a", "b")}
+    assert [row["step"] for row in runs["b"]] == [1, 2, 3]
+    assert [row["loss"] for row in runs["b"]] == [row["loss"] for row in runs["a"]]  # exactly
+    # weights.safetensors is gathered whole: the unsharded model's keys and shapes, equal in both runs.
+    last = "checkpoints/step-000003/weights.safetensors"
+    expected, found = load_file(tmp_path / "a" / last), load_file(tmp_path / "b" / last)
+    config = tiny_config(tmp_path / "c")
+    model = TrainingModel(build_training_pipeline(config.model), config.trainable)
+    assert {key: tuple(tensor.shape) for key, tensor in found.items()} == \
+        {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
+    for key, tensor in expected.items():
+        torch.testing.assert_close(found[key], tensor, rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.slow
+def test_fsdp2_on_two_cpu_processes_checkpoints_and_resumes_to_the_uninterrupted_losses(tmp_path):
+    # DTensor parameters: sharded by fully_shard, not replicated as under DDP (what accelerate alone would run).
+    _check_a_stopped_and_resumed_run_against_an_uninterrupted_one(tmp_path, "fsdp2_cpu.yaml", (), "FSDP", "DTensor")
+    assert (tmp_path / "b" / "checkpoints" / "step-000003" / "accelerate" / "pytorch_model_fsdp_0" /
+            ".metadata").is_file()  # accelerate's sharded state
+
+
+@pytest.mark.slow
+def test_deepspeed_zero2_on_two_cpu_processes_checkpoints_and_resumes_to_the_uninterrupted_losses(tmp_path):
+    pytest.importorskip("deepspeed")  # not a dependency of this package
+    _check_a_stopped_and_resumed_run_against_an_uninterrupted_one(
+        tmp_path, "deepspeed_zero2.yaml", ("--gradient-accumulation", 1), "DEEPSPEED", "Parameter")
+    assert (tmp_path / "b" / "checkpoints" / "step-000003" / "accelerate" / "pytorch_model" /
+            "zero_pp_rank_1_mp_rank_00_optim_states.pt").is_file()  # each process's optimiser shard
 
 
 def test_progress_off_a_terminal_is_a_line_every_log_interval(tmp_path, capsys):
