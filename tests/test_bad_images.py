@@ -368,6 +368,7 @@ def unwrapped(text: str) -> str:
     return "".join(text.split())
 
 
+@pytest.mark.slow  # a benchmark run each
 @pytest.mark.parametrize("task, role", [("part", "source"), ("texture", "source_mask")])
 @pytest.mark.parametrize("kind", REFUSED)
 def test_benchmark_skips_a_sample_with_a_bad_file_and_scores_the_rest(tmp_path, offline_metrics, kind, task, role):
@@ -409,6 +410,7 @@ def test_benchmark_where_the_only_sample_is_bad_skips_it_and_exits_2(tmp_path, o
                      f"{folder / 'only_source.png'}") in unwrapped(result.output)
 
 
+@pytest.mark.slow  # a benchmark run each
 @pytest.mark.parametrize("kind", UNUSUAL)
 def test_benchmark_reads_unusual_files_as_they_show(tmp_path, offline_metrics, kind):
     folder = tmp_path / "bench"

@@ -207,6 +207,7 @@ def test_output_under_a_file_is_a_one_line_error_before_the_edit(photo_files, tm
     assert len(lines) == 1 and "is a file, not a folder" in lines[0], result.output
 
 
+@pytest.mark.slow  # three edits
 def test_fast_is_its_preset_of_solver_steps_and_reference_cache(photo_files, tiny_model_dir, tmp_path):
     from mimicbrush_cli.settings import FAST_PRESET
 

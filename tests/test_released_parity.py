@@ -322,6 +322,7 @@ def test_device_generator_draws_on_the_pipeline_device_in_the_released_dtypes(ti
 
 @pytest.mark.parametrize("crop, keep_shape", [(False, False), (False, True), (True, False)],
                          ids=["no-crop", "no-crop-depth", "crop-small-image"])
+@pytest.mark.slow  # three 512 px edits
 def test_edit_equals_the_release_at_512_px(pipeline_512, photos, crop, keep_shape):
     """`--no-crop` (and `--crop` on an image up to 512 px): same seed, same image as the release."""
     settings = EditSettings(steps=2, seed=5, crop=crop, keep_shape=keep_shape)

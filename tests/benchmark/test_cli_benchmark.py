@@ -107,6 +107,7 @@ def test_benchmark_where_every_sample_is_skipped_exits_2_after_writing_its_repor
     assert json.loads((tmp_path / "out" / "results.json").read_text())["broken_count"] == 3
 
 
+@pytest.mark.slow  # benchmark recon end to end
 def test_benchmark_recon_fast_runs_the_preset(tiny_model_dir, tmp_path):
     import numpy as np
     from skimage import data

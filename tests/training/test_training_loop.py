@@ -187,15 +187,6 @@ def test_fsdp2_on_two_cpu_processes_checkpoints_and_resumes_to_the_uninterrupted
             ".metadata").is_file()  # accelerate's sharded state
 
 
-@pytest.mark.slow
-def test_deepspeed_zero2_on_two_cpu_processes_checkpoints_and_resumes_to_the_uninterrupted_losses(tmp_path):
-    pytest.importorskip("deepspeed")  # not a dependency of this package
-    _check_a_stopped_and_resumed_run_against_an_uninterrupted_one(
-        tmp_path, "deepspeed_zero2.yaml", ("--gradient-accumulation", 1), "DEEPSPEED", "Parameter")
-    assert (tmp_path / "b" / "checkpoints" / "step-000003" / "accelerate" / "pytorch_model" /
-            "zero_pp_rank_1_mp_rank_00_optim_states.pt").is_file()  # each process's optimiser shard
-
-
 def test_progress_off_a_terminal_is_a_line_every_log_interval(tmp_path, capsys):
     train(tiny_config(tmp_path / "run", steps=4, batch_size=1, log_every=2), PhotoPairs(length=2), show_progress=True)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train ")]

@@ -64,6 +64,7 @@ def test_vae_stage_writes_a_model_folder_with_fitted_scaling(prepared, tmp_path)
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow  # a training stage end to end
 def test_vae_stage_killed_and_resumed_equals_uninterrupted(prepared, tmp_path):
     whole = train(stage_config(prepared, tmp_path / "a"), show_progress=False)
 
@@ -80,6 +81,7 @@ def test_vae_stage_killed_and_resumed_equals_uninterrupted(prepared, tmp_path):
         torch.testing.assert_close(resumed.pipeline.vae.state_dict()[key], tensor, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # a training stage end to end
 def test_image_encoder_stage_trains_the_encoder_only(prepared, tmp_path):
     vae_dir = train(stage_config(prepared, tmp_path / "vae"), show_progress=False).exported
     before = load_pipeline_folder(vae_dir)
@@ -110,6 +112,7 @@ def test_demo_stage_configs_load():
         assert config.data.resolution == 128 and config.objective.task == task
 
 
+@pytest.mark.slow  # a training stage end to end
 def test_a_vae_stage_checkpoint_exports_with_the_scaling_the_run_fitted(prepared, tmp_path):
     from mimicbrush_cli.training.export import export_checkpoint
 
