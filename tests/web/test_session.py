@@ -256,6 +256,7 @@ def test_page_settings_are_the_models_defaults_with_what_the_person_changed():
     bundled = EditSettings.from_model_folder(BUNDLED_MODEL_DIR)
     controls = {name: getattr(bundled, name) for name in OPTION_SETTINGS}
     controls["reference_locality"], controls["reference_timestep"] = "0.07", "999"  # text fields
+    controls["reference_hint_strength"] = "full"
     assert page_settings(controls, bundled) == bundled
     assert page_settings({**controls, "reference_locality": "trained"}, bundled).reference_locality is None
     assert page_settings({**controls, "reference_timestep": " first "}, bundled).reference_timestep is None
