@@ -131,4 +131,7 @@ def test_bad_hints_are_one_line_before_any_model_loads(photo_files, tmp_path, mo
         "error: give one hint: --reference-mask or --reference-box, not both")
     assert one_error_line("edit", *files, "--reference-box", "0,0,10,10", "--reference-hint-strength", "101") == (
         "error: --reference-hint-strength must be between 0 and 100, not 101.0")
+    assert one_error_line("edit", *files, "--reference-hint-strength", "5") == (
+        "error: --reference-hint-strength sets how a reference hint acts: give one with --reference-mask or "
+        "--reference-box")
     assert not (tmp_path / "out.png").exists()

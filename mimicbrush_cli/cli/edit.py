@@ -63,6 +63,9 @@ def edit_command(
     if reference_mask is not None and reference_box is not None:
         raise MimicBrushError("give one hint: --reference-mask or --reference-box, not both")
     region = parse_box(reference_box, "reference box") if reference_box is not None else reference_mask
+    if region is None and "reference_hint_strength" in chosen.given:
+        raise MimicBrushError("--reference-hint-strength sets how a reference hint acts: give one with "
+                              "--reference-mask or --reference-box")
     if mask_box is not None:
         box = parse_box(mask_box)
         if len(inputs) % 2:
