@@ -10,9 +10,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import imaging
 from .errors import MimicBrushError
 from .outputs import check_image_output_path, check_outputs_spare_inputs, save_image_atomically
+from .reference_region import check_reference_region
 from .settings import EditSettings, StepCallback, settings_words
 from .speedups import SpeedOptions
 
@@ -22,6 +25,9 @@ class EditJob:
     source: Path
     reference: Path
     mask: Path | imaging.Box  # a mask image, or a box (`--mask-box`) over the source
+    # A hint: the part of the reference to copy from, a mask image (`--reference-mask`) or a box over the
+    # reference (`--reference-box`); None: the whole reference.
+    reference_region: Path | imaging.Box | None = None
 
 
 def plan_output_paths(jobs: Sequence[EditJob], output: Path | None, num_samples: int) -> list[list[Path]]:
@@ -36,11 +42,13 @@ def plan_output_paths(jobs: Sequence[EditJob], output: Path | None, num_samples:
             row.append(base.with_name("-".join([base.stem, *parts]) + base.suffix) if parts else base)
         paths.append(row)
     check_outputs_spare_inputs([path for row in paths for path in row], [(what, getattr(job, field)) for job in jobs for
-                               field, what in (("source", "source image"), ("reference", "reference image"), ("mask", "mask"))])
+                               field, what in (("source", "source image"), ("reference", "reference image"), ("mask", "mask"),
+                                                         ("reference_region", "reference mask"))])
     return paths
 
 
 def read_job(job: EditJob, invert_mask: bool):
+    """(source, reference, mask, reference region or None) arrays of `job`, checked (one line where not)."""
     source = imaging.load_image(job.source, "source image")
     reference = imaging.load_image(job.reference, "reference image")
     try:
@@ -50,23 +58,40 @@ def read_job(job: EditJob, invert_mask: bool):
         else:
             mask = imaging.load_mask(job.mask, invert=invert_mask)
         imaging.check_edit_inputs(source, reference, mask)
+        region = read_reference_region(job.reference_region, reference)
     except MimicBrushError as error:
         raise MimicBrushError(f"{job.source.name}: {error}") from error
-    return source, reference, mask
+    return source, reference, mask, region
+
+
+def read_reference_region(region: Path | imaging.Box | None, reference: np.ndarray) -> np.ndarray | None:
+    """A hint as a bool mask of the reference (None: none), checked."""
+    if region is None:
+        return None
+    if isinstance(region, imaging.Box):
+        return imaging.box_mask(reference.shape, region, "reference box", "reference")
+    mask = imaging.load_mask(region, what="reference mask")
+    check_reference_region(reference, mask)
+    return mask
 
 
 def edit_images(pipeline, inputs: Sequence[tuple], settings: EditSettings,
                 callback: StepCallback | None = None) -> list[list]:
-    """(source, reference, mask) arrays, already checked, -> per edit, its samples (uint8 arrays)."""
-    sources, references, masks = zip(*inputs)
-    return pipeline(list(sources), list(references), list(masks), settings, callback=callback)
+    """(source, reference, mask[, reference region]) arrays, already checked, -> per edit, its samples (uint8
+    arrays)."""
+    inputs = [tuple(item) + (None,) * (4 - len(item)) for item in inputs]
+    sources, references, masks, regions = zip(*inputs)
+    hints = {"reference_regions": list(regions)} if any(region is not None for region in regions) else {}
+    return pipeline(list(sources), list(references), list(masks), settings, callback=callback, **hints)
 
 
 def edit_command_line(source: str, reference: str, mask: str, output: str, settings: EditSettings,
-                      model_options: Sequence[str] = (), defaults: EditSettings = EditSettings()) -> str:
+                      model_options: Sequence[str] = (), defaults: EditSettings = EditSettings(),
+                      region_words: Sequence[str] = ()) -> str:
     """The `mimicbrush edit` command that repeats an edit: only the settings that differ from `defaults`, the
-    model's own (those `model_options` name)."""
-    words = ["mimicbrush", "edit", source, reference, mask, "-o", output, *settings_words(settings, defaults)]
+    model's own (those `model_options` name); `region_words` the hint's (`--reference-box X0,Y0,X1,Y1`)."""
+    words = ["mimicbrush", "edit", source, reference, mask, "-o", output, *region_words,
+             *settings_words(settings, defaults)]
     return shlex.join(words + list(model_options))
 
 

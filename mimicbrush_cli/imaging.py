@@ -187,24 +187,24 @@ def check_edit_inputs(source: np.ndarray, reference: np.ndarray, mask: np.ndarra
         raise MimicBrushError("images must be at least 8x8 pixels")
 
 
-def parse_box(text: str) -> Box:
+def parse_box(text: str, what: str = "mask box") -> Box:
     """`X0,Y0,X1,Y1` in pixels (X1, Y1 exclusive, as PIL's crop) -> a Box; a clear error when malformed."""
     parts = [part.strip() for part in str(text).split(",")]
     try:
         x0, y0, x1, y1 = (int(part) for part in parts)
     except ValueError:
-        raise MimicBrushError(f"mask box {text!r} must be four whole numbers X0,Y0,X1,Y1") from None
+        raise MimicBrushError(f"{what} {text!r} must be four whole numbers X0,Y0,X1,Y1") from None
     if min(x0, y0) < 0 or x1 <= x0 or y1 <= y0:
-        raise MimicBrushError(f"mask box {text!r} must have 0 <= X0 < X1 and 0 <= Y0 < Y1")
+        raise MimicBrushError(f"{what} {text!r} must have 0 <= X0 < X1 and 0 <= Y0 < Y1")
     return Box(top=y0, left=x0, bottom=y1, right=x1)
 
 
-def box_mask(shape: tuple[int, ...], box: Box) -> np.ndarray:
+def box_mask(shape: tuple[int, ...], box: Box, what: str = "mask box", image: str = "image") -> np.ndarray:
     """A bool mask of `shape` (H, W, ...) that is True inside `box`, which must lie inside the image."""
     height, width = shape[:2]
     if box.right > width or box.bottom > height:
-        raise MimicBrushError(f"mask box {box.left},{box.top},{box.right},{box.bottom} is outside the "
-                              f"{width}x{height} image")
+        raise MimicBrushError(f"{what} {box.left},{box.top},{box.right},{box.bottom} is outside the "
+                              f"{width}x{height} {image}")
     mask = np.zeros((height, width), bool)
     mask[box.slices()] = True
     return mask
@@ -358,6 +358,15 @@ class PreparedEdit:
     mask: np.ndarray            # (R, R) bool
     crop: Box                   # where the edited region sits in the full source
     pad: Box                    # where the crop sits inside its square canvas
+    # A reference hint (`reference_region.with_reference_region`): the part of the reference to copy from, on
+    # the padded reference square at working size, and the CLIP input cut around it; None: the whole reference.
+    reference_region: np.ndarray | None = None  # (R, R) bool
+    clip_square: np.ndarray | None = None
+
+    @property
+    def clip_input(self) -> np.ndarray:
+        """The square image CLIP encodes: the hint's square crop, or the padded reference."""
+        return self.reference_square if self.clip_square is None else self.clip_square
 
 
 def prepare_edit(source: np.ndarray, reference: np.ndarray, mask: np.ndarray, resolution: int,

@@ -32,6 +32,7 @@ from .models.depth import DepthGuider, predict_depth, prepare_depth_input
 from .models.image_encoder import ImageTokenProjection, encode_reference_tokens
 from .models.reference_attention import RELEASED_REFERENCE_RATIO, FeatureBank, attach_reference_attention
 from .models.unets import imitative_unet_input
+from .reference_region import with_reference_region
 from .reference_schedule import REFERENCE_SCHEDULES, reference_schedule as reference_schedule_for  # noqa: F401
 from .settings import GENERATOR_DEVICES, MAX_SEED, SCHEDULERS, EditSettings, StepCallback  # noqa: F401 (re-exported)
 
@@ -74,6 +75,9 @@ class EncodedEdits:
     reference_latents: torch.Tensor       # (E, 4, h, w), clean
     reference_tokens: torch.Tensor        # (E, T, D)
     unconditional_tokens: torch.Tensor    # (1, T, D)
+    # Reference hints at working size (E, R, R), True = copy from here (all True for an edit without one);
+    # None: no edit has one.
+    reference_regions: torch.Tensor | None = None
 
 
 def _weights_key(module: torch.nn.Module | None) -> tuple:
@@ -287,9 +291,18 @@ class MimicBrushPipeline(DiffusionPipeline):
             masked_source_latents=masked_source_latents,
             depth_latents=self.depth_latents(depth_pixel_values, resolution, len(prepared)),
             reference_latents=reference_latents,
-            reference_tokens=self.reference_tokens(self.clip_pixel_values([edit.reference_square for edit in prepared])).float(),
+            reference_tokens=self.reference_tokens(self.clip_pixel_values([edit.clip_input for edit in prepared])).float(),
             unconditional_tokens=self.unconditional_tokens().float(),
+            reference_regions=self.reference_regions(prepared),
         )
+
+    def reference_regions(self, prepared: Sequence[imaging.PreparedEdit]) -> torch.Tensor | None:
+        """(E, R, R) bool hints (all True for an edit without one), or None where no edit has one."""
+        if all(edit.reference_region is None for edit in prepared):
+            return None
+        everywhere = np.ones((self.resolution, self.resolution), bool)
+        return torch.from_numpy(np.stack([everywhere if edit.reference_region is None else edit.reference_region
+                                          for edit in prepared])).to(self.device)
 
     # ------------------------------------------------------------------ denoising
 
@@ -363,6 +376,11 @@ class MimicBrushPipeline(DiffusionPipeline):
         # The unconditional rows come first: the readers slice the conditional rows by a Python int.
         first_reading_row = latents_in.shape[0] - latents.shape[0] if reference_attention else latents_in.shape[0]
         self.bank.read_from_row(first_reading_row, reference_index)
+        regions = encoded.reference_regions
+        if regions is not None:
+            regions = repeat(regions.to(latents.device))
+            regions = torch.cat([regions, regions]) if use_cfg else regions  # aligned with the imitative rows
+        self.bank.reference_regions = regions
         dtype = self.imitative_unet.dtype
         model_input = imitative_unet_input(latents_in, condition[:, :1], condition[:, 1:5], condition[:, 5:9])
         # Guidance in the latents' dtype: fp16 arithmetic when the released code would do it in fp16.
@@ -393,6 +411,7 @@ class MimicBrushPipeline(DiffusionPipeline):
         self.check_model_settings(settings)
         if settings.reference_locality is not None:
             self.bank.locality_width = settings.reference_locality
+        self.bank.hint_strength = settings.reference_hint_strength
         try:
             for step, timestep in enumerate(timesteps):
                 rows = schedule.rows(step, timesteps)  # None: every row reads nothing (A_self only)
@@ -406,6 +425,8 @@ class MimicBrushPipeline(DiffusionPipeline):
         finally:
             self.bank.clear()
             self.bank.reference_index = None
+            self.bank.reference_regions = None
+            self.bank.hint_strength = None
             self.bank.locality_width = trained_width
         return latents
 
@@ -434,17 +455,21 @@ class MimicBrushPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, sources: np.ndarray | Sequence[np.ndarray], references: np.ndarray | Sequence[np.ndarray],
                  masks: np.ndarray | Sequence[np.ndarray], settings: EditSettings | None = None,
-                 callback: StepCallback | None = None, reference_schedule: str = "batched") -> list[list[np.ndarray]]:
+                 callback: StepCallback | None = None, reference_schedule: str = "batched",
+                 reference_regions: Sequence[np.ndarray | None] | None = None) -> list[list[np.ndarray]]:
         """Edit E sources; returns, for each edit, `settings.num_samples` full-size uint8 results (each the
         mean of `settings.mean_of` samples). Without settings: the model's `edit_defaults`.
-        `reference_schedule`: see `denoise`."""
+        `reference_schedule`: see `denoise`. `reference_regions`: per edit, a hint (a bool mask of its
+        reference, True = the part to copy from; `reference_region.py`) or None."""
         settings = self.edit_defaults if settings is None else settings
         sources, references, masks = (
             [items] if isinstance(items, np.ndarray) else list(items) for items in (sources, references, masks))
-        if not len(sources) == len(references) == len(masks):
-            raise ValueError("sources, references and masks must have the same length")
-        prepared = [imaging.prepare_edit(source, reference, mask, self.resolution, settings.crop)
-                    for source, reference, mask in zip(sources, references, masks)]
+        regions = [None] * len(sources) if reference_regions is None else list(reference_regions)
+        if not len(sources) == len(references) == len(masks) == len(regions):
+            raise ValueError("sources, references, masks and reference regions must have the same length")
+        prepared = [with_reference_region(imaging.prepare_edit(source, reference, mask, self.resolution, settings.crop),
+                                          reference, region)
+                    for source, reference, mask, region in zip(sources, references, masks, regions)]
         noise = self.draw_noise(len(prepared), settings)
         encoded = self.encode_edits(prepared, settings.keep_shape, noise)
         latents = self.denoise(encoded, settings, noise.initial_latents, callback, reference_schedule)

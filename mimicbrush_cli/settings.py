@@ -101,6 +101,12 @@ class EditSettings:
         None, "With the reference cache: the timestep whose reference features every step reads ('first': the "
         "first step's).", low=0, high=10_000, none_word="first", advanced=True, metavar="T|first")
 
+    # A hint (`--reference-mask`, `--reference-box`): how hard reference keys outside it are pushed away.
+    reference_hint_strength: float | None = _setting(
+        None, "With a reference hint (--reference-mask or --reference-box): the reference-attention keys outside it "
+        "get the bias -S ('full': they are left out).", low=0.0, high=100.0, none_word="full", advanced=True,
+        metavar="S|full")
+
     @property
     def samples_drawn(self) -> int:
         """Samples denoised per edit: `mean_of` for each of the `num_samples` results."""

@@ -2,7 +2,8 @@
 
 An `Editor` takes a uint8 (H, W, 3) source, a uint8 (h, w, 3) reference and a bool (H, W) mask
 (True = repaint) and returns a uint8 (H, W, 3) result; `keep_shape` asks for depth-conditioned
-texture transfer and `seed` fixes the noise. Tests drive the runner with trivial editors; the
+texture transfer and `seed` fixes the noise; an editor that takes a reference hint also takes
+`reference_region`, a bool (h, w) mask of the reference (True = copy from here). Tests drive the runner with trivial editors; the
 CLI drives it with `PipelineEditor`: a model (`ModelSpec`) and its `EditSettings`.
 """
 
@@ -90,9 +91,10 @@ class PipelineEditor:
         return self.pipeline.autoencode(source, mask, self.settings)
 
     def __call__(self, source: np.ndarray, reference: np.ndarray, mask: np.ndarray, *,
-                 keep_shape: bool, seed: int) -> np.ndarray:
+                 keep_shape: bool, seed: int, reference_region: np.ndarray | None = None) -> np.ndarray:
         pipeline = self.pipeline  # it refuses keep_shape without a depth model
-        return pipeline(source, reference, mask, replace(self.settings, keep_shape=keep_shape, seed=seed))[0][0]
+        return pipeline(source, reference, mask, replace(self.settings, keep_shape=keep_shape, seed=seed),
+                        reference_regions=[reference_region])[0][0]
 
 
 def make_pipeline_editor(weights: str | Path | None = None, model: str | None = None, device: str = "auto",

@@ -23,6 +23,13 @@ model with a mismatched reference (does the result depend on the reference?). Wi
 of an earlier run on the same pairs and masks, e.g. the exact 50-step edit), a fourth: `against` = model −
 that run's model, per pair: what another solver or preset costs, on the same pixels.
 
+Distractor (`distractor=True`): each pair's reference is set beside its mismatched reference, both at the
+reference's height, the true one on the left for even-numbered pairs and on the right for odd ones. The model
+edits with this side-by-side reference, once without a hint and once as `model_hint`, with a box over the true
+half as its reference hint (`reference_region.py`); attention off gets the side-by-side reference too; the
+mean fill and homography take the true reference alone. `hint_gain` = model with the hint − model without.
+There is no `model_mismatched` row then.
+
 Mask: a box whose sides are `box_fraction` of the image's (0.5 → a quarter of the area), centred
 and then moved by up to `jitter` of the image size in each direction by a generator seeded with
 (`seed`, CRC32 of the pair id): deterministic per pair, independent of order, changed by `--seed`.
@@ -60,11 +67,12 @@ from .samples import fit_long_side
 # its last '/' or '_' names the video.
 VideoPair = tuple
 METRICS = ("psnr", "ssim", "edge")
-EDITORS = ("model", "attention_off", "mean_fill", "homography", "model_mismatched", "autoencoder")
+EDITORS = ("model", "model_hint", "attention_off", "mean_fill", "homography", "model_mismatched", "autoencoder")
 OVERVIEW_VIDEOS = 6
 # comparison name -> (editor, editor it is compared with)
 COMPARISONS = {"attention_gain": ("model", "attention_off"), "fill_margin": ("model", "mean_fill"),
-               "reference_gain": ("model", "model_mismatched"), "homography_margin": ("model", "homography")}
+               "reference_gain": ("model", "model_mismatched"), "homography_margin": ("model", "homography"),
+               "hint_gain": ("model_hint", "model"), "hint_fill_margin": ("model_hint", "mean_fill")}
 AGAINST = "against"  # model − the model of an earlier run (`load_against`)
 
 
@@ -114,6 +122,20 @@ def mismatched_indices(count: int) -> list[int]:
         raise MimicBrushError("the reconstruction check needs at least 2 pairs (one pair's reference is the "
                               "mismatched reference of another)")
     return [(index + count // 2) % count for index in range(count)]
+
+
+def distractor_reference(reference: np.ndarray, other: np.ndarray, true_on_left: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`reference` beside `other` (resized to its height), and the bool mask of the true half."""
+    from ..imaging import resize_image
+
+    height = reference.shape[0]
+    other = resize_image(other, (height, max(1, round(other.shape[1] * height / other.shape[0]))))
+    halves = [reference, other] if true_on_left else [other, reference]
+    side_by_side = np.concatenate(halves, axis=1)
+    region = np.zeros(side_by_side.shape[:2], bool)
+    start = 0 if true_on_left else other.shape[1]
+    region[:, start:start + reference.shape[1]] = True
+    return side_by_side, region
 
 
 def video_of(pair: Sequence[Any]) -> str:
@@ -203,12 +225,13 @@ def run_recon(pairs: Iterable[VideoPair], output_dir: str | Path, editor: Editor
               settings: ReconSettings = ReconSettings(), editor_info: Mapping[str, Any] | None = None,
               progress: ProgressCallback | None = None, attention_off: Editor | None = None,
               autoencoder: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-              against: AgainstRun | None = None) -> ReconResults:
+              against: AgainstRun | None = None, distractor: bool = False) -> ReconResults:
     """Edit every pair with every editor of the module docstring; write per-pair records and reports.
 
     `attention_off` is the model with its reference attention switched off, `autoencoder(source, mask)`
     the model's VAE round trip; either omitted, its rows are left out. `against` (`load_against`): also
-    compare the model with an earlier run's, pair by pair."""
+    compare the model with an earlier run's, pair by pair. `distractor`: the side-by-side variant of the module
+    docstring (`editor` must take a `reference_region`)."""
     output_dir = Path(output_dir)
     pairs = [(str(pair[0]), fit_long_side(pair[1], settings.long_side, False),
               fit_long_side(pair[2], settings.long_side, False), video_of(pair)) for pair in pairs]
@@ -219,8 +242,13 @@ def run_recon(pairs: Iterable[VideoPair], output_dir: str | Path, editor: Editor
     if against is not None:  # before any editing: the comparison needs every pair
         check_against_covers(ids, against)
     optional = {"attention_off": attention_off, "autoencoder": autoencoder}
-    claim_output_dir(output_dir, {"recon": asdict(settings), "editor": dict(editor_info or {}),
-                                  "editors": [name for name in EDITORS if optional.get(name, True) is not None]})
+    if distractor:
+        optional.update(model_mismatched=None)
+    else:
+        optional.update(model_hint=None)
+    names = [name for name in EDITORS if optional.get(name, True) is not None]
+    claim_output_dir(output_dir, {"recon": asdict(settings), "editor": dict(editor_info or {}), "editors": names,
+                                  **({"distractor": True} if distractor else {})})
     store = SampleStore(output_dir)
     editors: dict[str, Callable[..., np.ndarray]] = {"model": editor}
     if attention_off is not None:
@@ -232,26 +260,36 @@ def run_recon(pairs: Iterable[VideoPair], output_dir: str | Path, editor: Editor
             mask = recon_mask(source.shape[:2], pair_id, settings.seed, settings.box_fraction, settings.jitter)
             other_id, _, other_reference, _ = pairs[borrowed[index]]
             started = time.perf_counter()
-            results = {name: check_result(edit(source, reference, mask, keep_shape=False, seed=settings.seed), source)
+            shown, region = reference, None  # the reference the model and attention off see
+            if distractor:
+                shown, region = distractor_reference(reference, other_reference, index % 2 == 0)
+            results = {name: check_result(edit(source, reference if name in ("mean_fill", "homography") else shown,
+                                               mask, keep_shape=False, seed=settings.seed), source)
                        for name, edit in editors.items()}
-            results["model_mismatched"] = check_result(
-                editor(source, other_reference, mask, keep_shape=False, seed=settings.seed), source)
+            if distractor:
+                results["model_hint"] = check_result(editor(source, shown, mask, keep_shape=False, seed=settings.seed,
+                                                            reference_region=region), source)
+            else:
+                results["model_mismatched"] = check_result(
+                    editor(source, other_reference, mask, keep_shape=False, seed=settings.seed), source)
             if autoencoder is not None:
                 results["autoencoder"] = check_result(autoencoder(source, mask), source)
             seconds = time.perf_counter() - started
             scores: dict[str, Any] = {name: json_scores(score_edit(result, source, mask)) for name, result in results.items()}
             scores.update(_differences(scores))
-            for name in ("model", "model_mismatched"):
-                save_image_atomically(results[name], store.image_path(pair_id, name))
+            for name in ("model", "model_mismatched", "model_hint"):
+                if name in results:
+                    save_image_atomically(results[name], store.image_path(pair_id, name))
             grid_path = output_dir / "grids" / f"{safe_name(pair_id)}.png"
-            labels = {"model": "model", "attention_off": "attention off", "mean_fill": "mean fill",
+            labels = {"model": "model", "model_hint": "model, hint on the true half", "attention_off": "attention off", "mean_fill": "mean fill",
                       "homography": "homography", "autoencoder": "VAE only (ceiling)",
                       "model_mismatched": "model, mismatched ref."}
-            save_image_atomically(grid_image(
-                [("source (truth)", source), ("mask", mask), ("reference", reference)]
-                + [(labels[name], results[name]) for name in labels if name in results and name != "model_mismatched"]
-                + [("mismatched ref.", other_reference), (labels["model_mismatched"], results["model_mismatched"])]),
-                grid_path)
+            panels = ([("source (truth)", source), ("mask", mask), ("reference", reference)]
+                      + ([("side-by-side reference", shown)] if distractor else [])
+                      + [(labels[name], results[name]) for name in labels if name in results and name != "model_mismatched"])
+            if not distractor:
+                panels += [("mismatched ref.", other_reference), (labels["model_mismatched"], results["model_mismatched"])]
+            save_image_atomically(grid_image(panels), grid_path)
             store.save(pair_id, {"id": pair_id, "video": video, "mismatched_with": other_id, "scores": scores,
                                  "edit_seconds": round(seconds, 3), "size": list(source.shape[:2]),
                                  "grid": str(grid_path.relative_to(output_dir))})
@@ -267,6 +305,8 @@ def run_recon(pairs: Iterable[VideoPair], output_dir: str | Path, editor: Editor
     results_path, markdown_path = output_dir / "results.json", output_dir / "results.md"
     info = {**asdict(settings), **dict(editor_info or {})}
     record: dict[str, Any] = {"task": "recon", "settings": asdict(settings), "editor": dict(editor_info or {})}
+    if distractor:
+        info["distractor"] = record["distractor"] = True
     if against is not None:
         info["against"] = str(against.folder)
         record["against"] = {"folder": str(against.folder), "editor": against.editor}

@@ -142,7 +142,8 @@ def summarise(values: Iterable[float | None]) -> dict[str, Any]:
     return stats
 
 
-RECON_ROWS = (("model", "model"), ("attention_off", "same weights, reference attention off"),
+RECON_ROWS = (("model", "model"), ("model_hint", "model, reference hint on the true half"),
+              ("attention_off", "same weights, reference attention off"),
               ("mean_fill", "fill with the reference's mean colour"),
               ("homography", "homography warp of the reference (classical)"),
               ("model_mismatched", "model, mismatched reference"),
@@ -151,6 +152,8 @@ RECON_DIFFERENCES = (("attention_gain", "attention gain (model − attention off
                      ("fill_margin", "margin over mean fill (model − mean fill)"),
                      ("reference_gain", "reference gain (model − mismatched reference)"),
                      ("homography_margin", "model − homography"),
+                     ("hint_gain", "hint gain (model with the hint − model without)"),
+                     ("hint_fill_margin", "model with the hint − mean fill"),
                      ("against", "model − the `--against` run's model (same pairs and masks)"))
 RECON_DIGITS = {"psnr": 2, "ssim": 3, "edge": 3}
 

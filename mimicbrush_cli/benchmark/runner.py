@@ -43,6 +43,13 @@ class BenchmarkSettings:
     split: Literal["inner", "inter"] = "inner"
     seed: int = 0
     long_side: int = 512  # the released benchmark runner resizes every input's long side to 512
+    reference_hint: bool = False  # each sample's <id>_reference_mask.png is the edit's reference hint
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """What identifies the run's results: `reference_hint` only where on, so that the records of runs made
+        before it existed still match when resuming."""
+        return {name: value for name, value in asdict(self).items() if name != "reference_hint" or value}
 
 
 @dataclass
@@ -131,7 +138,7 @@ def run_benchmark(data_dir: str | Path, output_dir: str | Path, settings: Benchm
         raise MimicBrushError(f"unknown benchmark {settings.task}/{settings.split}")
     output_dir = Path(output_dir)
     files = sample_files(Path(data_dir))
-    claim_output_dir(output_dir, {"benchmark": asdict(settings), "editor": dict(editor_info or {})})
+    claim_output_dir(output_dir, {"benchmark": settings.record, "editor": dict(editor_info or {})})
     store = SampleStore(output_dir)
     pending = [sample_id for sample_id in files if not store.done(sample_id)]
     backbones = None
@@ -149,12 +156,17 @@ def run_benchmark(data_dir: str | Path, output_dir: str | Path, settings: Benchm
         if sample_id in pending:
             try:
                 sample = read_sample(sample_id, files[sample_id], settings.split, settings.long_side)
+                if settings.reference_hint and (sample.reference_mask is None or not sample.reference_mask.any()):
+                    raise BrokenSample("no reference mask for the reference hint (--reference-hint)" if
+                                       sample.reference_mask is None else "reference mask is empty")
             except BrokenSample as error:
                 broken[sample_id] = str(error)
             else:
                 started = time.perf_counter()
+                hint = {"reference_region": sample.reference_mask} if settings.reference_hint else {}
                 result = check_result(editor(sample.source, sample.reference, sample.source_mask,
-                                             keep_shape=KEEP_SHAPE[settings.task], seed=settings.seed), sample.source)
+                                             keep_shape=KEEP_SHAPE[settings.task], seed=settings.seed, **hint),
+                                      sample.source)
                 seconds = time.perf_counter() - started
                 scores = sample_scores(settings.split, result, sample, backbones)
                 save_image_atomically(result, store.image_path(sample_id, "result"))
@@ -191,10 +203,10 @@ def write_benchmark_report(output_dir: Path, settings: BenchmarkSettings, sample
     not_measured = {name: reasons.get(name, "its network's weights were absent when the samples were scored")
                     for name in names if samples and name not in measured}
     stand_ins = {name: source for name, source in (stand_ins or {}).items() if name in names and name in measured}
-    run_settings = {**asdict(settings), **dict(editor_info or {})}
+    run_settings = {**settings.record, **dict(editor_info or {})}
     results_path, markdown_path = output_dir / "results.json", output_dir / "results.md"
     write_json(results_path, {
-        "task": settings.task, "split": settings.split, "settings": asdict(settings), "editor": dict(editor_info or {}),
+        "task": settings.task, "split": settings.split, "settings": settings.record, "editor": dict(editor_info or {}),
         "count": len(samples), "means": means, "not_measured": not_measured, "stand_in_networks": stand_ins,
         "broken_count": len(broken), "broken": dict(sorted(broken.items())), "samples": samples})
     markdown = markdown_report(settings.task, settings.split, means, len(samples), broken, run_settings,

@@ -78,12 +78,13 @@ def progress_reporter(description: str) -> Iterator[Callable[[int, int, str], No
 
 
 def _run_task(task: str, data_dir: Path, split: Split, output: Path, seed: int, long_side: int, editor,
-              device: Device, metrics_models: Path | None) -> None:
+              device: Device, metrics_models: Path | None, reference_hint: bool = False) -> None:
     from ..benchmark.backbones import MetricModels
     from ..benchmark.runner import run_benchmark
 
     quiet_libraries()
-    settings = BenchmarkSettings(task=task, split=split.value, seed=seed, long_side=long_side)
+    settings = BenchmarkSettings(task=task, split=split.value, seed=seed, long_side=long_side,
+                                 reference_hint=reference_hint)
     sources = (MetricModels.from_folder(metrics_models, device=device.value) if metrics_models
                else MetricModels(device=device.value))
     with progress_reporter(f"{task} {split.value}") as report:
@@ -115,11 +116,14 @@ def _task_command(task: str, keep_shape_note: str):
         weights: Weights = None, model: Model = None, chosen: ChosenSettings = None,
         device: DeviceOption = Device.auto, dtype: DTypeOption = DType.auto,
         metrics_models: MetricsModels = None,
+        reference_hint: Annotated[bool, typer.Option(
+            "--reference-hint", help="Edit with each sample's <id>_reference_mask.png as the reference hint (as "
+            "`edit --reference-mask`); a sample without one is skipped.")] = False,
     ) -> None:
         output = output or Path("benchmark_results") / f"{task}-{split.value}"
         check_folder_output_path(output)  # before the model loads
         editor = _editor(weights, model, device, dtype, chosen)
-        _run_task(task, data_dir, split, output, seed, long_side, editor, device, metrics_models)
+        _run_task(task, data_dir, split, output, seed, long_side, editor, device, metrics_models, reference_hint)
 
     command.__doc__ = (f"The paper's {TASK_TITLES[task]} benchmark ({keep_shape_note}), at the model's own edit "
                        "settings with the options given over them. Re-running resumes.")
@@ -142,6 +146,9 @@ def recon_command(
     against: Annotated[Path | None, typer.Option(
         help="Folder of an earlier recon run on the same pairs and masks (e.g. the exact 50-step edit): also "
              "score this run's model against that run's, pair by pair.")] = None,
+    distractor: Annotated[bool, typer.Option(
+        "--distractor", help="Set each reference beside a mismatched one (the same height) and edit with it, "
+             "without and with a reference hint on the true half.")] = False,
 ) -> None:
     """Mask each held-out source and repaint it with the model, the model without reference attention, a
     mean-colour fill, a homography warp and the model with a mismatched reference; compare them."""
@@ -157,7 +164,7 @@ def recon_command(
     with progress_reporter("recon") as report:
         results = run_recon(pairs, output, editor, settings, editor_info=editor.record,
                             progress=report, attention_off=editor.with_reference_attention_off(),
-                            autoencoder=editor.autoencode, against=earlier)
+                            autoencoder=editor.autoencode, against=earlier, distractor=distractor)
     overall = results.summary["overall"]
     columns = [("psnr", "masked PSNR ↑", 2), ("ssim", "masked SSIM ↑", 3), ("edge", "edge ↑", 3)]
     rows = [(title, {metric: overall[name][metric]["mean"] for metric in ("psnr", "ssim", "edge")})

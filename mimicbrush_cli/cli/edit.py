@@ -29,6 +29,13 @@ def edit_command(
                                                  help="Edit this pixel box of every source (X1, Y1 exclusive) "
                                                  "instead of reading MASK files; inputs are then SRC REF pairs.",
                                                  show_default=False)] = None,
+    reference_mask: Annotated[Path | None, typer.Option(
+        "--reference-mask", metavar="FILE", help="A hint: white = the part of every reference to copy from (the "
+        "reference's size); reference attention leaves the rest out (see --reference-hint-strength) and CLIP sees "
+        "the region's square crop.", show_default=False)] = None,
+    reference_box: Annotated[str | None, typer.Option(
+        "--reference-box", metavar="X0,Y0,X1,Y1", help="A hint as a pixel box of every reference (X1, Y1 "
+        "exclusive), as --reference-mask.", show_default=False)] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Result image (default: <SRC>_edited.png "
                                                 "in the current folder); several results get -<edit>-<sample> suffixes.")] = None,
     invert_mask: Annotated[bool, typer.Option("--invert-mask", help="Edit the black part of the mask instead.")] = False,
@@ -53,15 +60,21 @@ def edit_command(
     chosen settings; the released ones for the released weights); an option given overrides it."""
     from ..edit import EditJob, plan_output_paths, run_edits
 
+    if reference_mask is not None and reference_box is not None:
+        raise MimicBrushError("give one hint: --reference-mask or --reference-box, not both")
+    region = parse_box(reference_box, "reference box") if reference_box is not None else reference_mask
+    if region is None and "reference_hint_strength" in chosen.given:
+        raise MimicBrushError("--reference-hint-strength sets how a reference hint acts: give one with "
+                              "--reference-mask or --reference-box")
     if mask_box is not None:
         box = parse_box(mask_box)
         if len(inputs) % 2:
             raise MimicBrushError("with --mask-box give SRC REF pairs (no MASK file)")
-        jobs = [EditJob(inputs[index], inputs[index + 1], box) for index in range(0, len(inputs), 2)]
+        jobs = [EditJob(inputs[index], inputs[index + 1], box, region) for index in range(0, len(inputs), 2)]
     else:
         if len(inputs) % 3:
             raise typer.BadParameter("give SRC REF MASK triples (or SRC REF pairs with --mask-box)", param_hint="INPUTS")
-        jobs = [EditJob(*inputs[index:index + 3]) for index in range(0, len(inputs), 3)]
+        jobs = [EditJob(*inputs[index:index + 3], region) for index in range(0, len(inputs), 3)]
     settings = chosen.resolve(edit_defaults(weights, model))
     outputs = plan_output_paths(jobs, output, settings.num_samples)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -26,6 +26,11 @@ test_learning.py, 600 steps): without positions the attention stays unused; with
 starts to copy from the reference place that matches its own. The width is `FeatureBank.locality_width`:
 models train with `LOCALITY_WIDTH`, and an edit may narrow it (`EditSettings.reference_locality`), which
 makes each masked token take more from the reference's same place.
+
+A reference region (a hint: the part of the reference to copy from; `FeatureBank.reference_regions`, one
+(R, R) mask per imitative row at working resolution) adds a bias to the reference keys outside it: −inf
+(left out) or −`hint_strength`. It is brought to each block's key grid by `region_tokens` (a token is inside
+if any pixel of its cell is). The block's own keys are never biased; with a positional prior both add.
 """
 
 from __future__ import annotations
@@ -66,6 +71,10 @@ class FeatureBank:
         self.features: list[torch.Tensor | None] = [None] * num_slots
         self.reference_index = None
         self.writing_enabled = True
+        # A hint per imitative row, aligned with `reference_index`: (B, R, R) bool, True = a reference pixel to
+        # copy from; None: no row has one. `hint_strength` None: keys outside are left out; S: they get −S.
+        self.reference_regions: torch.Tensor | None = None
+        self.hint_strength: float | None = None
 
     @property
     def reference_index(self) -> torch.Tensor | None:
@@ -126,6 +135,27 @@ def locality_bias(query_tokens: int, key_tokens: int, device: torch.device, dtyp
     return (-squared / (2 * width ** 2)).to(dtype)
 
 
+def region_tokens(regions: torch.Tensor, key_tokens: int) -> torch.Tensor:
+    """(B, N_r) bool: which keys of a square N_r-token grid lie in (B, R, R) bool regions; a key is inside if any
+    pixel of its cell is (cells of non-dividing sizes overlap by a pixel, as adaptive pooling cuts them)."""
+    side = math.isqrt(key_tokens)
+    if side * side != key_tokens:
+        raise ValueError(f"a reference region needs a square key grid, got {key_tokens} tokens")
+    pooled = F.adaptive_max_pool2d(regions[:, None].float(), side)  # (B, 1, side, side)
+    return pooled.flatten(1) > 0
+
+
+def hint_bias(regions: torch.Tensor, own_tokens: int, key_tokens: int, strength: float | None,
+              dtype: torch.dtype) -> torch.Tensor:
+    """(B, 1, 1, N + N_r) additive bias: 0 on the N own keys and the reference keys inside the regions, −inf
+    (`strength` None) or −strength on those outside."""
+    inside = region_tokens(regions, key_tokens)  # (B, N_r)
+    outside = torch.tensor(-math.inf if strength is None else -float(strength), device=regions.device, dtype=dtype)
+    reference = torch.where(inside, torch.zeros((), device=regions.device, dtype=dtype), outside)
+    own = torch.zeros(regions.shape[0], own_tokens, device=regions.device, dtype=dtype)
+    return torch.cat([own, reference], dim=1)[:, None, None]
+
+
 class ReferenceWriterProcessor:
     """Self-attention of a reference U-Net block that records its input, `norm1(x_ref)`."""
 
@@ -171,16 +201,19 @@ class ReferenceReaderProcessor:
         attended = F.scaled_dot_product_attention(query, key, value, attn_mask=self_bias, scale=attn.scale)  # A_self, (B, heads, N, d)
 
         reference_index, first = self.bank.reference_index, self.bank.first_reading_row
+        regions = self.bank.reference_regions
         if first is not None:
             # The layout in Python ints: torch.compile specialises on `first` and traces one graph.
             if first < attended.shape[0]:
                 blended = self._attend_with_reference(attn, query[first:], key[first:], value[first:],
-                                                      attended[first:], reference_index[first:], self_bias)
+                                                      attended[first:], reference_index[first:], self_bias,
+                                                      None if regions is None else regions[first:])
                 attended = torch.cat([attended[:first], blended])
         elif reference_index is not None and bool((reference_index >= 0).any()):
             rows = torch.nonzero(reference_index >= 0).squeeze(1)  # (R,)
             blended = self._attend_with_reference(attn, query[rows], key[rows], value[rows], attended[rows],
-                                                  reference_index[rows], self_bias)
+                                                  reference_index[rows], self_bias,
+                                                  None if regions is None else regions[rows])
             attended = attended.index_copy(0, rows, blended)
 
         output = attn.to_out[1](attn.to_out[0](_merge_heads(attended)))
@@ -190,9 +223,9 @@ class ReferenceReaderProcessor:
 
     def _attend_with_reference(self, attn: Attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                                attended: torch.Tensor, reference_rows: torch.Tensor,
-                               self_bias: torch.Tensor | None) -> torch.Tensor:
+                               self_bias: torch.Tensor | None, regions: torch.Tensor | None = None) -> torch.Tensor:
         """ratio·A_ref + (1 − ratio)·A_self for R rows that read the reference: their (R, heads, N, d) query,
-        key, value and A_self, and the bank rows (R,) they read."""
+        key, value and A_self, the bank rows (R,) they read, and their hints (R, R_px, R_px) or None."""
         reference = self.bank.read(self.slot)[reference_rows].to(query.dtype)  # (R, N_r, C)
         key_r = _split_heads(attn.to_k(reference), attn.heads)  # (R, heads, N_r, d)
         key_ref = torch.cat([key, key_r], dim=2)  # (R, heads, N+N_r, d)
@@ -202,6 +235,9 @@ class ReferenceReaderProcessor:
             tokens = query.shape[2]
             bias = torch.cat([self_bias, locality_bias(tokens, key_r.shape[2], query.device, query.dtype,
                                                        self.bank.locality_width)], dim=1)  # (N, N+N_r)
+        if regions is not None:
+            hint = hint_bias(regions, query.shape[2], key_r.shape[2], self.bank.hint_strength, query.dtype)
+            bias = hint if bias is None else bias + hint  # (R, 1, 1 or N, N+N_r)
         with_reference = F.scaled_dot_product_attention(query, key_ref, value_ref, attn_mask=bias, scale=attn.scale)
         ratio = self.bank.ratio
         return with_reference if ratio == 1.0 else ratio * with_reference + (1.0 - ratio) * attended

@@ -89,6 +89,13 @@ def build_page(session: EditSession) -> gr.Blocks:
             with gr.Column():
                 reference = gr.Image(label="Reference to imitate", type="pil", image_mode=None, height=360,
                                      sources=("upload", "clipboard"), format="png", elem_id="reference")
+                reference_box = gr.Textbox(label="Optional hint: the part of the reference to copy from, a box "
+                                           "X0,Y0,X1,Y1 in pixels: type it, or click two corners below",
+                                           placeholder="empty: the whole reference", elem_id="reference-box")
+                reference_picker = gr.Image(label="Click two corners of the reference region", type="numpy",
+                                            interactive=False, format="png", height=200, buttons=["fullscreen"],
+                                            elem_id="reference-picker")
+                picker_reference, first_reference_corner = gr.State(None), gr.State(None)
                 if examples:
                     with gr.Row():
                         example = gr.Dropdown(list(examples), value=list(examples)[0], label="Bundled example",
@@ -115,16 +122,17 @@ def build_page(session: EditSession) -> gr.Blocks:
         command = gr.Code(label="The same edit from the command line", language="shell", interactive=False,
                           elem_id="command")
 
-        def edit(editor, reference_image, mask_picture, box, invert_mask, *values, progress=gr.Progress()):
+        def edit(editor, reference_image, mask_picture, box, invert_mask, region_box, *values, progress=gr.Progress()):
             started = time.perf_counter()
             editor = editor or {}
             try:
                 inputs = session.read_inputs(editor.get("background"), editor.get("layers") or [], reference_image,
                                              box or "", bool(invert_mask), mask_picture)
+                hint = session.reference_box(inputs[1], region_box or "")
                 settings = page_settings(dict(zip(controls, values)), defaults)
                 progress(0, desc="encoding")
                 result = session.edit(*inputs, settings, lambda step, total: progress(
-                    (step, total), desc=f"step {step} of {total}"))
+                    (step, total), desc=f"step {step} of {total}"), reference_box=hint)
             except MimicBrushError as error:
                 return (None, None, gr.DownloadButton(value=None, interactive=False),
                         gr.DownloadButton(value=None, interactive=False), "", _error_line(error))
@@ -137,7 +145,7 @@ def build_page(session: EditSession) -> gr.Blocks:
         # One model per server: edits queue and run one at a time. The status says so at once, so that the
         # last edit's "done" line does not stand beside the results of the next one while it runs.
         run.click(lambda: "editing…", outputs=status, queue=False).then(
-            edit, inputs=[source, reference, mask_image, mask_box, invert, *controls.values()],
+            edit, inputs=[source, reference, mask_image, mask_box, invert, reference_box, *controls.values()],
             outputs=[before_after, gallery, download_result, download_mask, command, status],
             concurrency_limit=1, concurrency_id="model")
 
@@ -174,7 +182,17 @@ def build_page(session: EditSession) -> gr.Blocks:
         box_picker.select(pick_corner, inputs=[picker_source, first_corner],
                           outputs=[box_picker, first_corner, mask_box])
 
+        def show_reference(image):
+            if image is None:
+                return None, None, None, ""
+            array = rgb_on_white(image)
+            return array, array, None, ""
+
         reference.upload(uploaded("reference image"), inputs=reference, outputs=[reference, status], preprocess=False)
+        reference.change(show_reference, inputs=reference,
+                         outputs=[reference_picker, picker_reference, first_reference_corner, reference_box])
+        reference_picker.select(pick_corner, inputs=[picker_reference, first_reference_corner],
+                                outputs=[reference_picker, first_reference_corner, reference_box])
         mask_image.upload(uploaded("mask image"), inputs=mask_image, outputs=[mask_image, status], preprocess=False)
 
         if examples:

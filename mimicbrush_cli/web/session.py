@@ -167,11 +167,25 @@ class EditSession:
         imaging.check_edit_inputs(source, reference_array, mask)
         return source, reference_array, mask
 
+    def reference_box(self, reference: np.ndarray, box_text: str) -> imaging.Box | None:
+        """The page's reference hint, a box `X0,Y0,X1,Y1` over the reference (checked), or None where blank."""
+        if not box_text.strip():
+            return None
+        box = imaging.parse_box(box_text, "reference box")
+        imaging.box_mask(reference.shape, box, "reference box", "reference")
+        return box
+
     def edit(self, source: np.ndarray, reference: np.ndarray, mask: np.ndarray, settings: EditSettings,
-             callback: StepCallback | None = None) -> BrowserEdit:
-        """Run one checked edit and write `edited*.png` and `mask.png` to a new folder of the session's."""
+             callback: StepCallback | None = None, reference_box: imaging.Box | None = None) -> BrowserEdit:
+        """Run one checked edit and write `edited*.png` and `mask.png` to a new folder of the session's;
+        `reference_box`: a reference hint (`reference_box`)."""
+        region, region_words = None, ()
+        if reference_box is not None:
+            region = imaging.box_mask(reference.shape, reference_box, "reference box", "reference")
+            box = reference_box
+            region_words = ("--reference-box", f"{box.left},{box.top},{box.right},{box.bottom}")
         with self._lock:
-            samples = edit_images(self.pipeline, [(source, reference, mask)], settings, callback)[0]
+            samples = edit_images(self.pipeline, [(source, reference, mask, region)], settings, callback)[0]
         folder = Path(tempfile.mkdtemp(prefix="edit-", dir=self.folder))
         job = EditJob(Path("source.png"), Path("reference.png"), Path("mask.png"))
         sample_paths = plan_output_paths([job], folder / "edited.png", settings.num_samples)[0]
@@ -180,5 +194,5 @@ class EditSession:
         mask_path = folder / "mask.png"
         save_image_atomically(mask.astype(np.uint8) * 255, mask_path)
         command = edit_command_line("source.png", "reference.png", "mask.png", "edited.png", settings,
-                                    self.config.model_options, self.edit_defaults)
+                                    self.config.model_options, self.edit_defaults, region_words)
         return BrowserEdit(source, mask, samples, sample_paths, mask_path, command, folder)

@@ -147,3 +147,48 @@ def test_against_a_run_with_other_masks_or_pairs_is_user_error(tmp_path, copy_re
     with pytest.raises(MimicBrushError, match="no result for 1 of these pairs"):
         run_recon(more, tmp_path / "more", copy_reference_editor, ReconSettings(long_side=128), against=earlier)
     assert not (tmp_path / "more" / "samples").exists()  # refused before any edit
+
+
+def test_the_distractor_reference_puts_the_true_one_beside_the_other_at_its_height():
+    from mimicbrush_cli.benchmark.recon import distractor_reference
+
+    reference, other = np.full((40, 30, 3), 7, np.uint8), np.full((20, 50, 3), 200, np.uint8)
+    left, region = distractor_reference(reference, other, true_on_left=True)
+    assert left.shape == (40, 130, 3)  # the other at height 40: 100 wide
+    np.testing.assert_array_equal(left[:, :30], reference)
+    assert (left[:, 30:] == 200).all() and region[:, :30].all() and not region[:, 30:].any()
+    right, region = distractor_reference(reference, other, true_on_left=False)
+    np.testing.assert_array_equal(right[:, 100:], reference)
+    assert region[:, 100:].all() and not region[:, :100].any()
+
+
+class HintedCopyEditor:
+    """Copies its reference (or, given a hint, the hint's bounding box of it) into the mask, resized to the source."""
+
+    def __call__(self, source, reference, mask, *, keep_shape, seed, reference_region=None):
+        from PIL import Image
+
+        if reference_region is not None:
+            rows, cols = np.flatnonzero(reference_region.any(1)), np.flatnonzero(reference_region.any(0))
+            reference = reference[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        resized = np.asarray(Image.fromarray(reference).resize(source.shape[1::-1], Image.Resampling.BILINEAR))
+        return np.where(mask[..., None], resized, source)
+
+
+def test_the_distractor_run_scores_the_hint_on_the_true_half(tmp_path, mean_colour_editor):
+    results = run_recon(video_pairs(), tmp_path / "out", HintedCopyEditor(), ReconSettings(long_side=128),
+                        attention_off=mean_colour_editor, distractor=True)
+    overall = results.summary["overall"]
+    assert set(overall) == {"model", "model_hint", "attention_off", "mean_fill", "homography", "attention_gain",
+                            "fill_margin", "homography_margin", "hint_gain", "hint_fill_margin"}
+    assert overall["hint_gain"]["psnr"]["positive"] == 3 and overall["hint_gain"]["psnr"]["mean"] > 5
+    # The hinted copy is the plain recon's copy of the true reference, exactly.
+    plain = run_recon(video_pairs(), tmp_path / "plain", HintedCopyEditor(), ReconSettings(long_side=128))
+    for pair_id, record in results.samples.items():
+        assert record["scores"]["model_hint"] == plain.samples[pair_id]["scores"]["model"]
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["distractor"] is True
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["distractor"] is True
+    assert "hint gain (model with the hint − model without)" in (tmp_path / "out" / "results.md").read_text()
+    with pytest.raises(MimicBrushError, match="other settings"):  # a plain run does not resume a distractor run
+        run_recon(video_pairs(), tmp_path / "out", HintedCopyEditor(), ReconSettings(long_side=128),
+                  attention_off=mean_colour_editor)

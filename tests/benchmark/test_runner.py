@@ -131,3 +131,30 @@ def test_scores_from_networks_other_than_the_papers_are_marked_beside_its_rows(b
     assert this_run[1:3] == [f"{results.means['ssim']:.3f}", f"{results.means['psnr']:.2f}"]
     assert this_run[3] == f"{results.means['lpips']:.3f}*"
     assert f"* measured with networks from {metric_models_dir}" in markdown
+
+
+def test_the_reference_hint_run_gives_each_sample_its_reference_mask_and_is_recorded(benchmark_dir, tmp_path,
+                                                                                    metric_models_dir):
+    from mimicbrush_cli.imaging import load_image, load_mask
+
+    received = {}
+
+    def hinted_editor(source, reference, mask, *, keep_shape, seed, reference_region):
+        received[reference.tobytes()] = reference_region
+        result = source.copy()
+        result[mask] = reference[reference_region].mean(axis=0).round().astype(np.uint8)
+        return result
+
+    settings = BenchmarkSettings(task="part", split="inner", long_side=0, reference_hint=True)
+    models = MetricModels.from_folder(metric_models_dir, device="cpu")
+    results = run_benchmark(benchmark_dir, tmp_path / "out", settings, hinted_editor, metric_models=models)
+    assert len(results.samples) == 3 and len(received) == 3
+    truth = load_mask(benchmark_dir / "cup_reference_mask.png")
+    np.testing.assert_array_equal(received[load_image(benchmark_dir / "cup_reference.png").tobytes()], truth)
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["benchmark"]["reference_hint"] is True
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["settings"]["reference_hint"] is True
+    with pytest.raises(MimicBrushError, match="other settings"):  # a run without the hint does not resume it
+        run_benchmark(benchmark_dir, tmp_path / "out", BenchmarkSettings(task="part", split="inner", long_side=0),
+                      hinted_editor, metric_models=models)
+    # Without the hint the record is as before the hint existed, so that earlier runs still resume.
+    assert "reference_hint" not in BenchmarkSettings().record

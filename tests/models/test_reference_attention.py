@@ -222,3 +222,64 @@ def test_the_unets_with_reference_attention_compile_as_one_graph_each(tiny_pipel
     pipeline.bank.reference_index = None
     assert (reference.graph_break_count, imitative.graph_break_count) == (0, 0), (
         [str(reason) for reason in reference.break_reasons + imitative.break_reasons])
+
+
+# ------------------------------------------------------------------ a reference hint (a region of the reference)
+
+def cells_inside(box, pixels, side):
+    """The tokens of a side x side grid over a pixels x pixels image whose cell overlaps `box` (top, left,
+    bottom, right; exclusive), by looping over the cells with their real-valued edges."""
+    top, left, bottom, right = box
+    cell = pixels / side
+    return torch.tensor([row * cell < bottom and (row + 1) * cell > top and col * cell < right and (col + 1) * cell > left
+                         for row in range(side) for col in range(side)])
+
+
+def box_region(box, pixels=8):
+    region = torch.zeros(pixels, pixels, dtype=torch.bool)
+    region[box[0]:box[2], box[1]:box[3]] = True
+    return region
+
+
+@pytest.mark.parametrize("side", [1, 2, 3, 4, 5, 8, 16, 32, 64])
+def test_a_box_region_marks_every_key_whose_cell_it_touches(side):
+    from mimicbrush_cli.models.reference_attention import region_tokens
+
+    box = (5, 18, 41, 30)  # rows 5..40, cols 18..29 of a 64-pixel square
+    inside = region_tokens(box_region(box, 64)[None], side * side)
+    assert inside.shape == (1, side * side)
+    assert inside[0].tolist() == cells_inside(box, 64, side).tolist()
+
+
+@pytest.mark.parametrize("positions", ["none", "local"])
+@pytest.mark.parametrize("strength", [None, 3.0])
+def test_a_hint_biases_only_the_reference_keys_outside_it(positions, strength):
+    """−inf: attention over the own keys and the inside reference keys alone; S: those outside get −S."""
+    attention = make_attention()
+    torch.manual_seed(9)
+    tokens = 16  # 4x4 grids, both images
+    h, r = torch.randn(3, tokens, WIDTH), torch.randn(2, tokens, WIDTH)
+    box = (0, 2, 4, 8)  # the right half of an 8-pixel reference square, top half rows
+    regions = torch.stack([box_region(box), torch.ones(8, 8, dtype=torch.bool), box_region(box)])
+    bank = FeatureBank(num_slots=1, ratio=0.5, positions=positions)
+    bank.write(0, r)
+    bank.reference_index = torch.tensor([1, -1, 0])
+    bank.reference_regions = regions
+    bank.hint_strength = strength
+    inside = cells_inside(box, 8, 4)
+    assert 0 < int(inside.sum()) < tokens
+    prior = -grid_offsets_squared(4) / (2 * 0.1 ** 2) if positions == "local" else torch.zeros(tokens, tokens)
+    with torch.no_grad():
+        output = ReferenceReaderProcessor(bank, 0)(attention, h)
+        for row, ref_row in ((0, 1), (2, 0)):
+            h_row = h[row:row + 1]
+            a_self = explicit_attention(attention, h_row, h_row, prior)
+            if strength is None:
+                keys = torch.cat([h_row, r[ref_row:ref_row + 1, inside]], dim=1)
+                bias = torch.cat([prior, prior[:, inside]], dim=1)
+            else:
+                keys = torch.cat([h_row, r[ref_row:ref_row + 1]], dim=1)
+                bias = torch.cat([prior, prior - strength * (~inside).float()], dim=1)
+            a_ref = explicit_attention(attention, h_row, keys, bias)
+            torch.testing.assert_close(output[row:row + 1], 0.5 * a_ref + 0.5 * a_self, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(output[1:2], explicit_attention(attention, h[1:2], h[1:2], prior), atol=1e-5, rtol=1e-5)

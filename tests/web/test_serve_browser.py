@@ -258,3 +258,13 @@ def test_bundled_example_edits_with_its_own_mask_then_a_clicked_box(server, brow
     expected = np.zeros((500, 741), bool)
     expected[y0:y1, x0:x1] = True
     np.testing.assert_array_equal(mask, expected)
+
+    # Two clicks on the reference's picture give a reference hint, which the command line repeats.
+    picture = browser.find_element(By.CSS_SELECTOR, "#reference-picker img")
+    ActionChains(browser).move_to_element_with_offset(picture, -30, -20).click().perform()
+    time.sleep(1)
+    ActionChains(browser).move_to_element_with_offset(picture, 20, 15).click().perform()
+    field = browser.find_element(By.CSS_SELECTOR, "#reference-box textarea, #reference-box input")
+    hint_text = wait_for(lambda: field.get_attribute("value"), what="the clicked reference box")
+    assert run_edit(browser).startswith("done"), status_text(browser)
+    assert f"--reference-box {hint_text}" in browser.find_element(By.ID, "command").text

@@ -256,6 +256,7 @@ def test_page_settings_are_the_models_defaults_with_what_the_person_changed():
     bundled = EditSettings.from_model_folder(BUNDLED_MODEL_DIR)
     controls = {name: getattr(bundled, name) for name in OPTION_SETTINGS}
     controls["reference_locality"], controls["reference_timestep"] = "0.07", "999"  # text fields
+    controls["reference_hint_strength"] = "full"
     assert page_settings(controls, bundled) == bundled
     assert page_settings({**controls, "reference_locality": "trained"}, bundled).reference_locality is None
     assert page_settings({**controls, "reference_timestep": " first "}, bundled).reference_timestep is None
@@ -269,3 +270,25 @@ def test_page_settings_are_the_models_defaults_with_what_the_person_changed():
         page_settings({**controls, "mean_of": 17}, bundled)
     with pytest.raises(MimicBrushError, match="--reference-locality takes a number"):
         page_settings({**controls, "reference_locality": "wide"}, bundled)
+
+
+def test_the_pages_reference_box_is_a_hint_and_its_command_repeats_it(tiny_model_dir, photos, tmp_path, monkeypatch):
+    source, reference, mask = photos
+    config = ServeConfig(model_options=("--weights", str(tiny_model_dir), "--device", "cpu"))
+    session = EditSession(load_pipeline(weights=tiny_model_dir, device="cpu"), config, folder=tmp_path / "served")
+    settings = EditSettings(steps=1, crop=False)
+    assert session.reference_box(reference, "  ") is None
+    with pytest.raises(MimicBrushError, match="reference box 0,0,601,10 is outside the 600x400 reference"):
+        session.reference_box(reference, "0,0,601,10")
+    box = session.reference_box(reference, box_from_corners((299, 199), (0, 0)))
+    plain = session.edit(source, reference, mask, settings)
+    hinted = session.edit(source, reference, mask, settings, reference_box=box)
+    assert "--reference-box 0,0,300,200" in hinted.command and "--reference-box" not in plain.command
+    assert not np.array_equal(hinted.samples[0], plain.samples[0])
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(source).save("source.png")
+    Image.fromarray(reference).save("reference.png")
+    (tmp_path / "mask.png").write_bytes(hinted.mask_path.read_bytes())
+    cli = CliRunner().invoke(app, shlex.split(hinted.command)[1:])
+    assert cli.exit_code == 0, cli.output
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "edited.png")), hinted.samples[0])
