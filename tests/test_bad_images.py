@@ -342,15 +342,17 @@ def offline_metrics(tmp_path, monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
 
 
-def benchmark_folder(folder: Path, role: str | None = None, kind: str | None = None) -> Path:
-    """A `good` sample and, with a `kind`, a `bad` one whose `role` file is that kind (its suffix as named)."""
+def benchmark_folder(folder: Path, role: str | None = None, kinds: dict[str, str] | None = None) -> Path:
+    """A `good` sample and, for each (id, kind) of `kinds`, a sample whose `role` file is that kind (its suffix as
+    named)."""
     folder.mkdir()
-    for sample_id in ("good", "bad") if kind else ("good",):
+    kinds = kinds or {}
+    for sample_id in ("good", *kinds):
         for name, content in (("source", PHOTO), ("source_mask", MASK), ("reference", REFERENCE),
                               ("reference_mask", np.ones(REFERENCE.shape[:2], bool))):
             path = folder / f"{sample_id}_{name}.png"
-            if sample_id == "bad" and name == role:
-                write_case(kind, path.with_suffix(SUFFIX.get(kind, ".png")), content)
+            if sample_id in kinds and name == role:
+                write_case(kinds[sample_id], path.with_suffix(SUFFIX.get(kinds[sample_id], ".png")), content)
             else:
                 as_image(content).save(path)
     return folder
@@ -368,27 +370,28 @@ def unwrapped(text: str) -> str:
     return "".join(text.split())
 
 
-@pytest.mark.slow  # a benchmark run each
+@pytest.mark.slow  # a benchmark run of every kind of bad file at once
 @pytest.mark.parametrize("task, role", [("part", "source"), ("texture", "source_mask")])
-@pytest.mark.parametrize("kind", REFUSED)
-def test_benchmark_skips_a_sample_with_a_bad_file_and_scores_the_rest(tmp_path, offline_metrics, kind, task, role):
-    folder = benchmark_folder(tmp_path / "bench", role, kind)
+def test_benchmark_skips_each_sample_with_a_bad_file_and_scores_the_rest(tmp_path, offline_metrics, task, role):
+    kinds = {f"bad{index:02d}": kind for index, kind in enumerate(REFUSED)}
+    folder = benchmark_folder(tmp_path / "bench", role, kinds)
     result = benchmark(task, folder, tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     skipped = [line for line in result.output.splitlines() if line.startswith("skipped ")]
-    assert len(skipped) == 1 and skipped[0].startswith("skipped bad: ")
+    assert len(skipped) == len(kinds), result.output
     stored = json.loads((tmp_path / "out" / "results.json").read_text())
-    reason = stored["broken"]["bad"]
-    assert BENCHMARK_REASONS[kind] in reason and "\n" not in reason, reason
-    assert unwrapped(f"skipped bad: {reason}") in unwrapped(result.output)  # the console wraps long lines
-    assert stored["count"] == 1 and list(stored["broken"]) == ["bad"] and list(stored["samples"]) == ["good"]
-    assert not list((tmp_path / "out").rglob("bad*"))
+    assert sorted(stored["broken"]) == sorted(kinds) and list(stored["samples"]) == ["good"]
+    for sample_id, kind in kinds.items():
+        reason = stored["broken"][sample_id]
+        assert BENCHMARK_REASONS[kind].replace("bad_", f"{sample_id}_") in reason and "\n" not in reason, reason
+        assert unwrapped(f"skipped {sample_id}: {reason}") in unwrapped(result.output)  # the console wraps lines
+        assert not list((tmp_path / "out").rglob(f"{sample_id}*"))
 
 
 @pytest.mark.parametrize("kind", REFUSED)
 def test_a_bad_file_is_a_broken_sample_with_its_reason(tmp_path, kind):
-    folder = benchmark_folder(tmp_path / "bench", "reference", kind)
+    folder = benchmark_folder(tmp_path / "bench", "reference", {"bad": kind})
     files = sample_files(folder)
     with pytest.raises(BrokenSample) as error:
         read_sample("bad", files["bad"], "inter", long_side=0)
@@ -410,23 +413,26 @@ def test_benchmark_where_the_only_sample_is_bad_skips_it_and_exits_2(tmp_path, o
                      f"{folder / 'only_source.png'}") in unwrapped(result.output)
 
 
-@pytest.mark.slow  # a benchmark run each
-@pytest.mark.parametrize("kind", UNUSUAL)
-def test_benchmark_reads_unusual_files_as_they_show(tmp_path, offline_metrics, kind):
+@pytest.mark.slow  # one benchmark run of every unusual kind at once
+def test_benchmark_reads_unusual_files_as_they_show(tmp_path, offline_metrics):
     folder = tmp_path / "bench"
     folder.mkdir()
-    suffix = ".png" if kind == "animated-gif" else SUFFIX.get(kind, ".png")  # a benchmark folder has no .gif
-    for name, content in (("source", PHOTO), ("source_mask", MASK), ("reference", REFERENCE)):
-        write_case(kind, folder / f"odd_{name}{suffix}", content)
-    sample = read_sample("odd", sample_files(folder)["odd"], "inner", long_side=0)
-    expected, mean_error = expected_image(kind, PHOTO)
-    assert_shows(sample.source, expected, mean_error)
-    np.testing.assert_array_equal(sample.source_mask, MASK)
-    assert_shows(sample.reference, *expected_image(kind, REFERENCE))
+    kinds = {f"odd{index:02d}": kind for index, kind in enumerate(UNUSUAL)}
+    for sample_id, kind in kinds.items():
+        suffix = ".png" if kind == "animated-gif" else SUFFIX.get(kind, ".png")  # a benchmark folder has no .gif
+        for name, content in (("source", PHOTO), ("source_mask", MASK), ("reference", REFERENCE)):
+            write_case(kind, folder / f"{sample_id}_{name}{suffix}", content)
+        sample = read_sample(sample_id, sample_files(folder)[sample_id], "inner", long_side=0)
+        expected, mean_error = expected_image(kind, PHOTO)
+        assert_shows(sample.source, expected, mean_error)
+        np.testing.assert_array_equal(sample.source_mask, MASK)
+        assert_shows(sample.reference, *expected_image(kind, REFERENCE))
     result = benchmark("texture", folder, tmp_path / "out")
     assert result.exit_code == 0 and "skipped" not in result.output, result.output
-    edited = np.asarray(Image.open(tmp_path / "out" / "samples" / "odd_result.png"))
-    assert_shows(np.where(UNTOUCHED[..., None], edited, expected), expected, mean_error)
+    for sample_id, kind in kinds.items():
+        expected, mean_error = expected_image(kind, PHOTO)
+        edited = np.asarray(Image.open(tmp_path / "out" / "samples" / f"{sample_id}_result.png"))
+        assert_shows(np.where(UNTOUCHED[..., None], edited, expected), expected, mean_error)
 
 
 # ---------------------------------------------------------------- the serve page's upload check
