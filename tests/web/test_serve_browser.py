@@ -156,6 +156,19 @@ def run_edit(browser) -> str:
     return wait_for(outcome, timeout=120, what="the edit to finish")
 
 
+def click_box(browser, picker_id: str, field_id: str, first: tuple[int, int], second: tuple[int, int]) -> str:
+    """Click two corners (offsets from the centre) on a picker's picture; the box its text field then holds."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    picture = browser.find_element(By.CSS_SELECTOR, f"#{picker_id} img")
+    ActionChains(browser).move_to_element_with_offset(picture, *first).click().perform()
+    time.sleep(1)
+    ActionChains(browser).move_to_element_with_offset(picture, *second).click().perform()
+    field = browser.find_element(By.CSS_SELECTOR, f"#{field_id} textarea, #{field_id} input")
+    return wait_for(lambda: field.get_attribute("value"), what=f"the box clicked on #{picker_id}")
+
+
 def download(browser, element_id: str, name: str) -> Path:
     from selenium.webdriver.common.by import By
 
@@ -243,14 +256,7 @@ def test_bundled_example_edits_with_its_own_mask_then_a_clicked_box(server, brow
     np.testing.assert_array_equal(mask, load_mask(EXAMPLES / "motorcycle_mask.png"))
 
     # Two clicks on the picture give a box, which replaces the example's mask.
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    picture = browser.find_element(By.CSS_SELECTOR, "#box-picker img")
-    ActionChains(browser).move_to_element_with_offset(picture, -40, -20).click().perform()
-    time.sleep(1)
-    ActionChains(browser).move_to_element_with_offset(picture, 30, 25).click().perform()
-    field = browser.find_element(By.CSS_SELECTOR, "#mask-box textarea, #mask-box input")
-    box_text = wait_for(lambda: field.get_attribute("value"), what="the clicked box")
+    box_text = click_box(browser, "box-picker", "mask-box", (-40, -20), (30, 25))
     x0, y0, x1, y1 = (int(value) for value in box_text.split(","))
     assert x0 < 741 // 2 < x1 and y0 < 500 // 2 < y1 and x1 - x0 > 741 // 10, box_text
     assert run_edit(browser).startswith("done"), status_text(browser)
@@ -260,11 +266,6 @@ def test_bundled_example_edits_with_its_own_mask_then_a_clicked_box(server, brow
     np.testing.assert_array_equal(mask, expected)
 
     # Two clicks on the reference's picture give a reference hint, which the command line repeats.
-    picture = browser.find_element(By.CSS_SELECTOR, "#reference-picker img")
-    ActionChains(browser).move_to_element_with_offset(picture, -30, -20).click().perform()
-    time.sleep(1)
-    ActionChains(browser).move_to_element_with_offset(picture, 20, 15).click().perform()
-    field = browser.find_element(By.CSS_SELECTOR, "#reference-box textarea, #reference-box input")
-    hint_text = wait_for(lambda: field.get_attribute("value"), what="the clicked reference box")
+    hint_text = click_box(browser, "reference-picker", "reference-box", (-30, -20), (20, 15))
     assert run_edit(browser).startswith("done"), status_text(browser)
     assert f"--reference-box {hint_text}" in browser.find_element(By.ID, "command").text
