@@ -235,11 +235,11 @@ def format_value(name: str, value: Any) -> str:
 
 def resolve_settings(defaults: EditSettings, given: Mapping[str, Any], fast: bool = False) -> EditSettings:
     """The settings of an edit: `defaults` (its model's), then `--fast`'s preset, then every setting `given` (a
-    person chose it; None too, for a setting whose "none" is a choice). A model's reference timestep applies only with the cache, so that turning the cache
-    off needs no second option. What cannot combine is one line (`MimicBrushError`)."""
-    values = {**asdict(defaults), **(FAST_PRESET if fast else {})}
+    person chose it; None too, for a setting whose "none" is a choice). A model's reference timestep applies
+    only with the cache, so that turning the cache off needs no second option. What cannot combine is one
+    line (`MimicBrushError`)."""
     chosen = dict(given)
-    values.update(chosen)
+    values = {**asdict(defaults), **(FAST_PRESET if fast else {}), **chosen}
     if values["reference_timestep"] is not None and not values["reference_cache"]:
         if "reference_timestep" in chosen:
             raise MimicBrushError(REFERENCE_TIMESTEP_NEEDS_CACHE)
