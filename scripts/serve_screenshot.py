@@ -1,5 +1,5 @@
 """Write docs/serve.png: `mimicbrush serve` with the bundled demo model, after an edit of the bundled
-motorcycle example, as Chromium shows it. Needs the [test] extra and Debian's Chromium (scripts/setup.sh).
+motorcycle example with a reference hint painted across the middle of the reference, as Chromium shows it. Needs the [test] extra and Debian's Chromium (scripts/setup.sh).
 
     .venv/bin/python scripts/serve_screenshot.py [docs/serve.png]
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 from selenium import webdriver
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
 WIDTH = 800  # pixels of the saved picture; a 256-colour PNG of this width stays under 300 KB
@@ -55,6 +56,14 @@ def main(output: Path) -> None:
         wait_for(lambda: browser.find_elements(By.ID, "load-example"), 60, "the page").pop().click()
         wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#reference img"), 60, "the example")
         time.sleep(2)
+        # The hint: a stroke across the middle of the reference, in its own editor.
+        browser.find_element(By.CSS_SELECTOR, "#reference-region button[title='Brush']").click()
+        canvas = wait_for(lambda: [c for c in browser.find_elements(By.CSS_SELECTOR, "#reference-region canvas")
+                                   if c.size["width"]], 60, "the reference's editor")[-1]
+        stroke = ActionChains(browser).move_to_element_with_offset(canvas, -90, 0).click_and_hold()
+        for _ in range(18):
+            stroke.move_by_offset(10, 0)
+        stroke.release().perform()
         browser.find_element(By.ID, "run").click()
         wait_for(lambda: browser.find_element(By.ID, "status").text.startswith(("done", "error")), 600, "the edit")
         time.sleep(2)

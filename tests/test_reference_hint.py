@@ -58,7 +58,8 @@ def test_a_hint_changes_the_edit_and_a_hint_of_the_whole_reference_is_none(tiny_
         # Strength 0 biases nothing: what is left of the hint is CLIP's view of the region's crop.
         [[clip_only]] = tiny_pipeline(source, reference, mask, EditSettings(steps=2, reference_hint_strength=0.0),
                                       reference_regions=[box])
-        # A batch of a hinted edit and a plain one: each as alone.
+        # A batch of a hinted edit and a plain one: each as alone, to the float rounding that any batch has (1 level:
+        # tests/test_pipeline.py::test_edit_in_a_batch_equals_edit_alone).
         [[hinted_in_batch], [plain_in_batch]] = tiny_pipeline([source, source], [reference, reference], [mask, mask],
                                                               settings, reference_regions=[box, None])
     finally:

@@ -66,9 +66,13 @@ class PipelineEditor:
         self._pipeline = None
         self._shares_with = shares_with
 
+    def varied(self, **changes: Any) -> PipelineEditor:
+        """The same model (loaded once, shared) at these settings changed."""
+        return PipelineEditor(self.model, replace(self.settings, **changes), shares_with=self)
+
     def with_reference_attention_off(self) -> PipelineEditor:
-        """The same model (loaded once, shared) with its reference attention switched off."""
-        return PipelineEditor(self.model, replace(self.settings, reference_attention=False), shares_with=self)
+        """The same model with its reference attention switched off."""
+        return self.varied(reference_attention=False)
 
     @property
     def record(self) -> dict[str, Any]:

@@ -28,7 +28,10 @@ reference's height, the true one on the left for even-numbered pairs and on the 
 edits with this side-by-side reference, once without a hint and once as `model_hint`, with a box over the true
 half as its reference hint (`reference_region.py`); attention off gets the side-by-side reference too; the
 mean fill and homography take the true reference alone. `hint_gain` = model with the hint − model without.
-There is no `model_mismatched` row then.
+The hint acts twice, on reference attention and on CLIP's view; `model_hint_clip` (optional: the same model at
+hint strength 0, which biases no key) keeps only the second, and splits the gain in two: `hint_clip_gain` =
+CLIP crop only − no hint, `hint_attention_gain` = the whole hint − CLIP crop only. There is no
+`model_mismatched` row then.
 
 Mask: a box whose sides are `box_fraction` of the image's (0.5 → a quarter of the area), centred
 and then moved by up to `jitter` of the image size in each direction by a generator seeded with
@@ -67,12 +70,13 @@ from .samples import fit_long_side
 # its last '/' or '_' names the video.
 VideoPair = tuple
 METRICS = ("psnr", "ssim", "edge")
-EDITORS = ("model", "model_hint", "attention_off", "mean_fill", "homography", "model_mismatched", "autoencoder")
+EDITORS = ("model", "model_hint", "model_hint_clip", "attention_off", "mean_fill", "homography", "model_mismatched", "autoencoder")
 OVERVIEW_VIDEOS = 6
 # comparison name -> (editor, editor it is compared with)
 COMPARISONS = {"attention_gain": ("model", "attention_off"), "fill_margin": ("model", "mean_fill"),
                "reference_gain": ("model", "model_mismatched"), "homography_margin": ("model", "homography"),
-               "hint_gain": ("model_hint", "model"), "hint_fill_margin": ("model_hint", "mean_fill")}
+               "hint_gain": ("model_hint", "model"), "hint_clip_gain": ("model_hint_clip", "model"),
+               "hint_attention_gain": ("model_hint", "model_hint_clip"), "hint_fill_margin": ("model_hint", "mean_fill")}
 AGAINST = "against"  # model − the model of an earlier run (`load_against`)
 
 
@@ -225,13 +229,15 @@ def run_recon(pairs: Iterable[VideoPair], output_dir: str | Path, editor: Editor
               settings: ReconSettings = ReconSettings(), editor_info: Mapping[str, Any] | None = None,
               progress: ProgressCallback | None = None, attention_off: Editor | None = None,
               autoencoder: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-              against: AgainstRun | None = None, distractor: bool = False) -> ReconResults:
+              against: AgainstRun | None = None, distractor: bool = False,
+              clip_only_hint: Editor | None = None) -> ReconResults:
     """Edit every pair with every editor of the module docstring; write per-pair records and reports.
 
     `attention_off` is the model with its reference attention switched off, `autoencoder(source, mask)`
     the model's VAE round trip; either omitted, its rows are left out. `against` (`load_against`): also
     compare the model with an earlier run's, pair by pair. `distractor`: the side-by-side variant of the module
-    docstring (`editor` must take a `reference_region`)."""
+    docstring (`editor` must take a `reference_region`), where `clip_only_hint` is the model at hint strength 0
+    (omitted: no `model_hint_clip` row)."""
     output_dir = Path(output_dir)
     pairs = [(str(pair[0]), fit_long_side(pair[1], settings.long_side, False),
               fit_long_side(pair[2], settings.long_side, False), video_of(pair)) for pair in pairs]
@@ -243,9 +249,9 @@ def run_recon(pairs: Iterable[VideoPair], output_dir: str | Path, editor: Editor
         check_against_covers(ids, against)
     optional = {"attention_off": attention_off, "autoencoder": autoencoder}
     if distractor:
-        optional.update(model_mismatched=None)
+        optional.update(model_mismatched=None, model_hint_clip=clip_only_hint)
     else:
-        optional.update(model_hint=None)
+        optional.update(model_hint=None, model_hint_clip=None)
     names = [name for name in EDITORS if optional.get(name, True) is not None]
     claim_output_dir(output_dir, {"recon": asdict(settings), "editor": dict(editor_info or {}), "editors": names,
                                   **({"distractor": True} if distractor else {})})
@@ -267,8 +273,10 @@ def run_recon(pairs: Iterable[VideoPair], output_dir: str | Path, editor: Editor
                                                mask, keep_shape=False, seed=settings.seed), source)
                        for name, edit in editors.items()}
             if distractor:
-                results["model_hint"] = check_result(editor(source, shown, mask, keep_shape=False, seed=settings.seed,
-                                                            reference_region=region), source)
+                hinted = {"model_hint": editor, "model_hint_clip": clip_only_hint}
+                results.update({name: check_result(edit(source, shown, mask, keep_shape=False, seed=settings.seed,
+                                                        reference_region=region), source)
+                                for name, edit in hinted.items() if edit is not None})
             else:
                 results["model_mismatched"] = check_result(
                     editor(source, other_reference, mask, keep_shape=False, seed=settings.seed), source)
@@ -277,11 +285,12 @@ def run_recon(pairs: Iterable[VideoPair], output_dir: str | Path, editor: Editor
             seconds = time.perf_counter() - started
             scores: dict[str, Any] = {name: json_scores(score_edit(result, source, mask)) for name, result in results.items()}
             scores.update(_differences(scores))
-            for name in ("model", "model_mismatched", "model_hint"):
+            for name in ("model", "model_mismatched", "model_hint", "model_hint_clip"):
                 if name in results:
                     save_image_atomically(results[name], store.image_path(pair_id, name))
             grid_path = output_dir / "grids" / f"{safe_name(pair_id)}.png"
-            labels = {"model": "model", "model_hint": "model, hint on the true half", "attention_off": "attention off", "mean_fill": "mean fill",
+            labels = {"model": "model", "model_hint": "model, hint on the true half",
+                      "model_hint_clip": "hint as CLIP crop only", "attention_off": "attention off", "mean_fill": "mean fill",
                       "homography": "homography", "autoencoder": "VAE only (ceiling)",
                       "model_mismatched": "model, mismatched ref."}
             panels = ([("source (truth)", source), ("mask", mask), ("reference", reference)]

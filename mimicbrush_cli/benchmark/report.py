@@ -143,6 +143,7 @@ def summarise(values: Iterable[float | None]) -> dict[str, Any]:
 
 
 RECON_ROWS = (("model", "model"), ("model_hint", "model, reference hint on the true half"),
+              ("model_hint_clip", "model, the hint as CLIP's crop only (hint strength 0)"),
               ("attention_off", "same weights, reference attention off"),
               ("mean_fill", "fill with the reference's mean colour"),
               ("homography", "homography warp of the reference (classical)"),
@@ -153,6 +154,8 @@ RECON_DIFFERENCES = (("attention_gain", "attention gain (model − attention off
                      ("reference_gain", "reference gain (model − mismatched reference)"),
                      ("homography_margin", "model − homography"),
                      ("hint_gain", "hint gain (model with the hint − model without)"),
+                     ("hint_clip_gain", "of which CLIP's crop (CLIP crop only − no hint)"),
+                     ("hint_attention_gain", "of which attention (the whole hint − CLIP crop only)"),
                      ("hint_fill_margin", "model with the hint − mean fill"),
                      ("against", "model − the `--against` run's model (same pairs and masks)"))
 RECON_DIGITS = {"psnr": 2, "ssim": 3, "edge": 3}

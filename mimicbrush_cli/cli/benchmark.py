@@ -148,7 +148,7 @@ def recon_command(
              "score this run's model against that run's, pair by pair.")] = None,
     distractor: Annotated[bool, typer.Option(
         "--distractor", help="Set each reference beside a mismatched one (the same height) and edit with it, "
-             "without and with a reference hint on the true half.")] = False,
+             "without and with a reference hint on the true half, and with that hint as CLIP's crop only.")] = False,
 ) -> None:
     """Mask each held-out source and repaint it with the model, the model without reference attention, a
     mean-colour fill, a homography warp and the model with a mismatched reference; compare them."""
@@ -164,7 +164,8 @@ def recon_command(
     with progress_reporter("recon") as report:
         results = run_recon(pairs, output, editor, settings, editor_info=editor.record,
                             progress=report, attention_off=editor.with_reference_attention_off(),
-                            autoencoder=editor.autoencode, against=earlier, distractor=distractor)
+                            autoencoder=editor.autoencode, against=earlier, distractor=distractor,
+                            clip_only_hint=editor.varied(reference_hint_strength=0.0) if distractor else None)
     overall = results.summary["overall"]
     columns = [("psnr", "masked PSNR ↑", 2), ("ssim", "masked SSIM ↑", 3), ("edge", "edge ↑", 3)]
     rows = [(title, {metric: overall[name][metric]["mean"] for metric in ("psnr", "ssim", "edge")})

@@ -1,4 +1,5 @@
-"""The gradio page of `mimicbrush serve`: paint a mask on the source, pick a reference, edit, download.
+"""The gradio page of `mimicbrush serve`: paint a mask on the source, pick a reference (and, as a hint, paint the
+part of it to copy from), edit, download.
 
 Only gradio's public API; the work is done by `session.EditSession`. Importing this module imports
 gradio, so only `serve` does.
@@ -72,7 +73,7 @@ def build_page(session: EditSession) -> gr.Blocks:
         with gr.Row():
             with gr.Column():
                 source = gr.ImageEditor(
-                    label="Source: paint over the region to edit (brush size in the brush menu; eraser to undo)",
+                    label="Source: paint over the region to edit (brush size in the brush menu)",
                     type="pil", image_mode="RGBA", sources=("upload", "clipboard"), format="png", transforms=(),
                     brush=gr.Brush(colors=[PAINT_COLOUR], default_color=PAINT_COLOUR, color_mode="fixed"),
                     eraser=gr.Eraser(), layers=False, elem_id="source")
@@ -89,13 +90,16 @@ def build_page(session: EditSession) -> gr.Blocks:
             with gr.Column():
                 reference = gr.Image(label="Reference to imitate", type="pil", image_mode=None, height=360,
                                      sources=("upload", "clipboard"), format="png", elem_id="reference")
-                reference_box = gr.Textbox(label="Optional hint: the part of the reference to copy from, a box "
-                                           "X0,Y0,X1,Y1 in pixels: type it, or click two corners below",
-                                           placeholder="empty: the whole reference", elem_id="reference-box")
-                reference_picker = gr.Image(label="Click two corners of the reference region", type="numpy",
-                                            interactive=False, format="png", height=200, buttons=["fullscreen"],
-                                            elem_id="reference-picker")
-                picker_reference, first_reference_corner = gr.State(None), gr.State(None)
+                # The reference's own editor, for the hint: its picture is set from the reference above (no
+                # upload of its own), so the reference is uploaded and checked in one place.
+                reference_painter = gr.ImageEditor(
+                    label="Optional hint: paint the part of the reference to copy from", type="pil",
+                    image_mode="RGBA", sources=(), format="png", transforms=(),
+                    brush=gr.Brush(colors=[PAINT_COLOUR], default_color=PAINT_COLOUR, color_mode="fixed"),
+                    eraser=gr.Eraser(), layers=False, elem_id="reference-region")
+                reference_box = gr.Textbox(label="…or a box X0,Y0,X1,Y1 in pixels over the reference (used instead "
+                                           "of the painting); neither: the whole reference",
+                                           placeholder="e.g. 0,0,300,200", elem_id="reference-box")
                 if examples:
                     with gr.Row():
                         example = gr.Dropdown(list(examples), value=list(examples)[0], label="Bundled example",
@@ -119,34 +123,40 @@ def build_page(session: EditSession) -> gr.Blocks:
         with gr.Row():
             download_result = gr.DownloadButton("Download result (PNG)", interactive=False, elem_id="download-result")
             download_mask = gr.DownloadButton("Download mask (PNG)", interactive=False, elem_id="download-mask")
+            download_region = gr.DownloadButton("Download reference region (PNG)", interactive=False,
+                                                elem_id="download-reference-region")
         command = gr.Code(label="The same edit from the command line", language="shell", interactive=False,
                           elem_id="command")
 
-        def edit(editor, reference_image, mask_picture, box, invert_mask, region_box, *values, progress=gr.Progress()):
+        def edit(editor, reference_image, mask_picture, box, invert_mask, painter, region_box, *values,
+                 progress=gr.Progress()):
             started = time.perf_counter()
             editor = editor or {}
+            off = gr.DownloadButton(value=None, interactive=False)
             try:
                 inputs = session.read_inputs(editor.get("background"), editor.get("layers") or [], reference_image,
                                              box or "", bool(invert_mask), mask_picture)
-                hint = session.reference_box(inputs[1], region_box or "")
+                hint = session.reference_region(inputs[1], region_box or "", (painter or {}).get("layers") or [])
                 settings = page_settings(dict(zip(controls, values)), defaults)
                 progress(0, desc="encoding")
                 result = session.edit(*inputs, settings, lambda step, total: progress(
-                    (step, total), desc=f"step {step} of {total}"), reference_box=hint)
+                    (step, total), desc=f"step {step} of {total}"), reference_region=hint)
             except MimicBrushError as error:
-                return (None, None, gr.DownloadButton(value=None, interactive=False),
-                        gr.DownloadButton(value=None, interactive=False), "", _error_line(error))
+                return None, None, off, off, off, "", _error_line(error)
             seconds = time.perf_counter() - started
+            region = result.reference_mask_path
             return ((result.source, result.samples[0]), result.samples,
                     gr.DownloadButton(value=str(result.sample_paths[0]), interactive=True),
-                    gr.DownloadButton(value=str(result.mask_path), interactive=True), result.command,
+                    gr.DownloadButton(value=str(result.mask_path), interactive=True),
+                    gr.DownloadButton(value=str(region), interactive=True) if region else off, result.command,
                     f"done: {len(result.samples)} sample(s) in {seconds:.1f} s")
 
         # One model per server: edits queue and run one at a time. The status says so at once, so that the
         # last edit's "done" line does not stand beside the results of the next one while it runs.
         run.click(lambda: "editing…", outputs=status, queue=False).then(
-            edit, inputs=[source, reference, mask_image, mask_box, invert, reference_box, *controls.values()],
-            outputs=[before_after, gallery, download_result, download_mask, command, status],
+            edit, inputs=[source, reference, mask_image, mask_box, invert, reference_painter, reference_box,
+                          *controls.values()],
+            outputs=[before_after, gallery, download_result, download_mask, download_region, command, status],
             concurrency_limit=1, concurrency_id="model")
 
         def uploaded(what):
@@ -183,16 +193,13 @@ def build_page(session: EditSession) -> gr.Blocks:
                           outputs=[box_picker, first_corner, mask_box])
 
         def show_reference(image):
+            # A new reference: its picture in the hint's editor, with nothing painted, and no box.
             if image is None:
-                return None, None, None, ""
-            array = rgb_on_white(image)
-            return array, array, None, ""
+                return None, ""
+            return {"background": rgb_on_white(image), "layers": [], "composite": None}, ""
 
         reference.upload(uploaded("reference image"), inputs=reference, outputs=[reference, status], preprocess=False)
-        reference.change(show_reference, inputs=reference,
-                         outputs=[reference_picker, picker_reference, first_reference_corner, reference_box])
-        reference_picker.select(pick_corner, inputs=[picker_reference, first_reference_corner],
-                                outputs=[reference_picker, first_reference_corner, reference_box])
+        reference.change(show_reference, inputs=reference, outputs=[reference_painter, reference_box])
         mask_image.upload(uploaded("mask image"), inputs=mask_image, outputs=[mask_image, status], preprocess=False)
 
         if examples:

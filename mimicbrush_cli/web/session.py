@@ -22,6 +22,7 @@ from .. import imaging
 from ..edit import EditJob, edit_command_line, edit_images, plan_output_paths
 from ..errors import MimicBrushError
 from ..outputs import save_image_atomically
+from ..reference_region import check_reference_region
 from ..settings import EditSettings, StepCallback
 
 # The repository's examples/ folder, next to the package (a source checkout or an editable install).
@@ -56,6 +57,7 @@ class BrowserEdit:
     mask_path: Path
     command: str
     folder: Path = field(repr=False)
+    reference_mask_path: Path | None = None  # a painted reference hint, as the command line names it
 
 
 def find_examples(folder: Path = EXAMPLES_DIR) -> dict[str, tuple[Path, Path, Path]]:
@@ -68,14 +70,15 @@ def find_examples(folder: Path = EXAMPLES_DIR) -> dict[str, tuple[Path, Path, Pa
     return found
 
 
-def painted_mask(layers: list[Image.Image], shape: tuple[int, ...]) -> np.ndarray:
-    """The union of everything painted on the editor's layers (alpha > 0); erased pixels are clear."""
+def painted_mask(layers: list[Image.Image], shape: tuple[int, ...], what: str = "source") -> np.ndarray:
+    """The union of everything painted on the editor's layers (alpha > 0) over the `what` image; erased pixels are
+    clear."""
     mask = np.zeros(shape[:2], bool)
     for layer in layers:
         alpha = np.asarray(layer.convert("RGBA"))[..., 3]
         if alpha.shape != mask.shape:
-            raise MimicBrushError(f"painted layer size {alpha.shape[1]}x{alpha.shape[0]} differs from source size "
-                                  f"{mask.shape[1]}x{mask.shape[0]}: paint again on the new source")
+            raise MimicBrushError(f"painted layer size {alpha.shape[1]}x{alpha.shape[0]} differs from {what} size "
+                                  f"{mask.shape[1]}x{mask.shape[0]}: paint again on the new {what}")
         mask |= alpha > 0
     return mask
 
@@ -167,23 +170,32 @@ class EditSession:
         imaging.check_edit_inputs(source, reference_array, mask)
         return source, reference_array, mask
 
-    def reference_box(self, reference: np.ndarray, box_text: str) -> imaging.Box | None:
-        """The page's reference hint, a box `X0,Y0,X1,Y1` over the reference (checked), or None where blank."""
-        if not box_text.strip():
-            return None
-        box = imaging.parse_box(box_text, "reference box")
-        imaging.box_mask(reference.shape, box, "reference box", "reference")
-        return box
+    def reference_region(self, reference: np.ndarray, box_text: str = "", layers: list[Image.Image] = (),
+                         ) -> imaging.Box | np.ndarray | None:
+        """The page's reference hint, the part of the reference to copy from: the box `X0,Y0,X1,Y1` if one is
+        typed, else what is painted on the reference (a bool mask), else None (the whole reference). Checked."""
+        if box_text.strip():
+            box = imaging.parse_box(box_text, "reference box")
+            imaging.box_mask(reference.shape, box, "reference box", "reference")
+            return box
+        painted = painted_mask(list(layers), reference.shape, "reference")
+        return painted if painted.any() else None
 
     def edit(self, source: np.ndarray, reference: np.ndarray, mask: np.ndarray, settings: EditSettings,
-             callback: StepCallback | None = None, reference_box: imaging.Box | None = None) -> BrowserEdit:
+             callback: StepCallback | None = None, reference_region: imaging.Box | np.ndarray | None = None,
+             ) -> BrowserEdit:
         """Run one checked edit and write `edited*.png` and `mask.png` to a new folder of the session's;
-        `reference_box`: a reference hint (`reference_box`)."""
-        region, region_words = None, ()
-        if reference_box is not None:
-            region = imaging.box_mask(reference.shape, reference_box, "reference box", "reference")
-            box = reference_box
+        `reference_region`: a reference hint (`reference_region`), a box or a painted mask, which is written as
+        `reference_mask.png` beside them."""
+        region, region_words, painted = None, (), None
+        if isinstance(reference_region, imaging.Box):
+            box = reference_region
+            region = imaging.box_mask(reference.shape, box, "reference box", "reference")
             region_words = ("--reference-box", f"{box.left},{box.top},{box.right},{box.bottom}")
+        elif reference_region is not None:
+            check_reference_region(reference, reference_region, "painted reference region")
+            region = painted = reference_region
+            region_words = ("--reference-mask", "reference_mask.png")
         with self._lock:
             samples = edit_images(self.pipeline, [(source, reference, mask, region)], settings, callback)[0]
         folder = Path(tempfile.mkdtemp(prefix="edit-", dir=self.folder))
@@ -193,6 +205,10 @@ class EditSession:
             save_image_atomically(image, path)
         mask_path = folder / "mask.png"
         save_image_atomically(mask.astype(np.uint8) * 255, mask_path)
+        reference_mask_path = None
+        if painted is not None:
+            reference_mask_path = folder / "reference_mask.png"
+            save_image_atomically(painted.astype(np.uint8) * 255, reference_mask_path)
         command = edit_command_line("source.png", "reference.png", "mask.png", "edited.png", settings,
                                     self.config.model_options, self.edit_defaults, region_words)
-        return BrowserEdit(source, mask, samples, sample_paths, mask_path, command, folder)
+        return BrowserEdit(source, mask, samples, sample_paths, mask_path, command, folder, reference_mask_path)

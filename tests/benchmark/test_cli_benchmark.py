@@ -70,6 +70,13 @@ def test_benchmark_recon_end_to_end_scores_every_editor(tiny_model_dir, tmp_path
     assert "Traceback" not in other_masks.output and not (tmp_path / "seed1").exists()
     assert (tmp_path / "out" / "overview.jpg").is_file()
     assert stored["editor"]["scheduler"] == "ddim"
+    # The distractor variant: no hint, the hint, and the hint as CLIP's crop only (strength 0), three edits.
+    distractor = run(*common, "-o", tmp_path / "distractor", "--steps", 1, "--distractor")
+    assert distractor.exit_code == 0, distractor.output
+    assert "of which CLIP's crop" in distractor.output and "of which attention" in distractor.output
+    scores = json.loads((tmp_path / "distractor" / "results.json").read_text())["samples"]["vcat_000"]["scores"]
+    assert "model_mismatched" not in scores
+    assert len({json.dumps(scores[name]) for name in ("model", "model_hint", "model_hint_clip")}) == 3
 
 
 def test_benchmark_recon_on_a_folder_that_is_not_prepared_data_says_so(benchmark_dir, tmp_path):

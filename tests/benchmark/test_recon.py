@@ -175,20 +175,36 @@ class HintedCopyEditor:
         return np.where(mask[..., None], resized, source)
 
 
+class HintedColourEditor:
+    """Fills the mask with the mean colour of its reference, or, given a hint, of the hint's part of it."""
+
+    def __call__(self, source, reference, mask, *, keep_shape, seed, reference_region=None):
+        pixels = reference[reference_region] if reference_region is not None else reference.reshape(-1, 3)
+        return np.where(mask[..., None], pixels.mean(0).round().astype(np.uint8), source)
+
+
 def test_the_distractor_run_scores_the_hint_on_the_true_half(tmp_path, mean_colour_editor):
     results = run_recon(video_pairs(), tmp_path / "out", HintedCopyEditor(), ReconSettings(long_side=128),
-                        attention_off=mean_colour_editor, distractor=True)
+                        attention_off=mean_colour_editor, distractor=True, clip_only_hint=HintedColourEditor())
     overall = results.summary["overall"]
-    assert set(overall) == {"model", "model_hint", "attention_off", "mean_fill", "homography", "attention_gain",
-                            "fill_margin", "homography_margin", "hint_gain", "hint_fill_margin"}
+    assert set(overall) == {"model", "model_hint", "model_hint_clip", "attention_off", "mean_fill", "homography",
+                            "attention_gain", "fill_margin", "homography_margin", "hint_gain", "hint_clip_gain",
+                            "hint_attention_gain", "hint_fill_margin"}
     assert overall["hint_gain"]["psnr"]["positive"] == 3 and overall["hint_gain"]["psnr"]["mean"] > 5
+    # The split: (CLIP crop only − no hint) + (the whole hint − CLIP crop only) = the hint's gain, pair by pair.
+    for record in results.samples.values():
+        scores = record["scores"]
+        assert scores["model_hint_clip"] != scores["model_hint"]
+        assert scores["hint_clip_gain"]["psnr"] + scores["hint_attention_gain"]["psnr"] == \
+            pytest.approx(scores["hint_gain"]["psnr"])
     # The hinted copy is the plain recon's copy of the true reference, exactly.
     plain = run_recon(video_pairs(), tmp_path / "plain", HintedCopyEditor(), ReconSettings(long_side=128))
     for pair_id, record in results.samples.items():
         assert record["scores"]["model_hint"] == plain.samples[pair_id]["scores"]["model"]
     assert json.loads((tmp_path / "out" / "run.json").read_text())["distractor"] is True
     assert json.loads((tmp_path / "out" / "results.json").read_text())["distractor"] is True
-    assert "hint gain (model with the hint − model without)" in (tmp_path / "out" / "results.md").read_text()
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert "hint gain (model with the hint − model without)" in markdown and "of which CLIP's crop" in markdown
     with pytest.raises(MimicBrushError, match="other settings"):  # a plain run does not resume a distractor run
         run_recon(video_pairs(), tmp_path / "out", HintedCopyEditor(), ReconSettings(long_side=128),
                   attention_off=mean_colour_editor)

@@ -115,14 +115,14 @@ def upload(browser, element_id: str, path: Path) -> None:
     browser.find_element(By.CSS_SELECTOR, f"#{element_id} input[type=file]").send_keys(str(path))
 
 
-def paint_stroke(browser) -> None:
-    """Drag the brush across the middle of the source, left to right."""
+def paint_stroke(browser, editor_id: str = "source") -> None:
+    """Drag the brush across the middle of an editor's picture, left to right."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    browser.find_element(By.CSS_SELECTOR, "#source button[title='Brush']").click()
-    canvas = wait_for(lambda: [c for c in browser.find_elements(By.CSS_SELECTOR, "#source canvas") if c.size["width"]],
-                      what="the editor's canvas")[-1]
+    browser.find_element(By.CSS_SELECTOR, f"#{editor_id} button[title='Brush']").click()
+    canvas = wait_for(lambda: [c for c in browser.find_elements(By.CSS_SELECTOR, f"#{editor_id} canvas")
+                               if c.size["width"]], what=f"the canvas of #{editor_id}")[-1]
     actions = ActionChains(browser).move_to_element_with_offset(canvas, -60, 0).click_and_hold()
     for step in range(1, 13):
         actions.move_by_offset(10, 0)
@@ -244,7 +244,7 @@ def test_paint_edit_download_and_recover_from_bad_uploads(server, browser):
     assert run_edit(browser).startswith("done"), status_text(browser)
 
 
-def test_bundled_example_edits_with_its_own_mask_then_a_clicked_box(server, browser):
+def test_bundled_example_edits_with_its_own_mask_a_clicked_box_and_a_painted_reference_hint(server, browser):
     from selenium.webdriver.common.by import By
 
     browser.get(server)
@@ -265,7 +265,19 @@ def test_bundled_example_edits_with_its_own_mask_then_a_clicked_box(server, brow
     expected[y0:y1, x0:x1] = True
     np.testing.assert_array_equal(mask, expected)
 
-    # Two clicks on the reference's picture give a reference hint, which the command line repeats.
-    hint_text = click_box(browser, "reference-picker", "reference-box", (-30, -20), (20, 15))
+    # A stroke painted on the reference is a reference hint: the command line names it, and it downloads.
+    paint_stroke(browser, "reference-region")
     assert run_edit(browser).startswith("done"), status_text(browser)
-    assert f"--reference-box {hint_text}" in browser.find_element(By.ID, "command").text
+    assert "--reference-mask reference_mask.png" in browser.find_element(By.ID, "command").text
+    region = load_mask(download(browser, "download-reference-region", "reference_mask*.png"))
+    reference = load_image(EXAMPLES / "motorcycle_right.png")
+    assert region.shape == reference.shape[:2]
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    assert 0 < rows.size < reference.shape[0] // 3 and cols.size > reference.shape[1] // 10
+    assert rows[0] < reference.shape[0] // 2 < rows[-1]
+    # A typed box is used instead of the painting.
+    field = browser.find_element(By.CSS_SELECTOR, "#reference-box textarea, #reference-box input")
+    field.send_keys("10,20,200,180")
+    assert run_edit(browser).startswith("done"), status_text(browser)
+    command = browser.find_element(By.ID, "command").text
+    assert "--reference-box 10,20,200,180" in command and "--reference-mask" not in command

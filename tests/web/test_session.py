@@ -272,23 +272,44 @@ def test_page_settings_are_the_models_defaults_with_what_the_person_changed():
         page_settings({**controls, "reference_locality": "wide"}, bundled)
 
 
-def test_the_pages_reference_box_is_a_hint_and_its_command_repeats_it(tiny_model_dir, photos, tmp_path, monkeypatch):
-    source, reference, mask = photos
+def test_the_pages_reference_hint_is_a_box_or_a_painting_and_its_command_repeats_it(tiny_model_dir, photos, tmp_path,
+                                                                                      monkeypatch):
+    source, reference, mask = photos  # the reference: 600 x 400
     config = ServeConfig(model_options=("--weights", str(tiny_model_dir), "--device", "cpu"))
     session = EditSession(load_pipeline(weights=tiny_model_dir, device="cpu"), config, folder=tmp_path / "served")
     settings = EditSettings(steps=1, crop=False)
-    assert session.reference_box(reference, "  ") is None
+    painting = [layer(reference.shape, np.s_[150:260, 200:420])]
+    assert session.reference_region(reference, "  ") is None
+    assert session.reference_region(reference, "", [layer(reference.shape, np.s_[0:0])]) is None  # nothing painted
     with pytest.raises(MimicBrushError, match="reference box 0,0,601,10 is outside the 600x400 reference"):
-        session.reference_box(reference, "0,0,601,10")
-    box = session.reference_box(reference, box_from_corners((299, 199), (0, 0)))
+        session.reference_region(reference, "0,0,601,10", painting)
+    with pytest.raises(MimicBrushError, match="painted layer size 451x300 differs from reference size 600x400: "
+                                              "paint again on the new reference"):
+        session.reference_region(reference, "", [layer(source.shape, np.s_[0:10, 0:10])])
+    box = session.reference_region(reference, box_from_corners((299, 199), (0, 0)), painting)  # the box wins
+    painted = session.reference_region(reference, "", painting)
+    expected = np.zeros(reference.shape[:2], bool)
+    expected[150:260, 200:420] = True
+    np.testing.assert_array_equal(painted, expected)
+
     plain = session.edit(source, reference, mask, settings)
-    hinted = session.edit(source, reference, mask, settings, reference_box=box)
-    assert "--reference-box 0,0,300,200" in hinted.command and "--reference-box" not in plain.command
+    boxed = session.edit(source, reference, mask, settings, reference_region=box)
+    hinted = session.edit(source, reference, mask, settings, reference_region=painted)
+    assert "--reference-box 0,0,300,200" in boxed.command and boxed.reference_mask_path is None
+    assert "--reference-mask reference_mask.png" in hinted.command
+    assert "--reference" not in plain.command.replace("reference.png", "") and plain.reference_mask_path is None
+    np.testing.assert_array_equal(load_mask(hinted.reference_mask_path), expected)
+    assert not np.array_equal(boxed.samples[0], plain.samples[0])
     assert not np.array_equal(hinted.samples[0], plain.samples[0])
+    assert not np.array_equal(hinted.samples[0], boxed.samples[0])
+    # The page's command, run on the page's downloads (result, mask, reference region), repeats each edit.
     monkeypatch.chdir(tmp_path)
     Image.fromarray(source).save("source.png")
     Image.fromarray(reference).save("reference.png")
-    (tmp_path / "mask.png").write_bytes(hinted.mask_path.read_bytes())
-    cli = CliRunner().invoke(app, shlex.split(hinted.command)[1:])
-    assert cli.exit_code == 0, cli.output
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "edited.png")), hinted.samples[0])
+    for result in (boxed, hinted):
+        (tmp_path / "mask.png").write_bytes(result.mask_path.read_bytes())
+        if result.reference_mask_path:
+            (tmp_path / "reference_mask.png").write_bytes(result.reference_mask_path.read_bytes())
+        cli = CliRunner().invoke(app, shlex.split(result.command)[1:])
+        assert cli.exit_code == 0, cli.output
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "edited.png")), result.samples[0])
