@@ -1,5 +1,6 @@
 """Write docs/serve.png: `mimicbrush serve` with the bundled demo model, after an edit of the bundled
-motorcycle example with a reference hint painted across the middle of the reference, as Chromium shows it. Needs the [test] extra and Debian's Chromium (scripts/setup.sh).
+motorcycle example with a reference hint painted across the middle of the reference, as Chromium shows it.
+Needs the [test] extra and Debian's Chromium (scripts/setup.sh).
 
     .venv/bin/python scripts/serve_screenshot.py [docs/serve.png]
 """

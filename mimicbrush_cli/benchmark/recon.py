@@ -70,7 +70,8 @@ from .samples import fit_long_side
 # its last '/' or '_' names the video.
 VideoPair = tuple
 METRICS = ("psnr", "ssim", "edge")
-EDITORS = ("model", "model_hint", "model_hint_clip", "attention_off", "mean_fill", "homography", "model_mismatched", "autoencoder")
+EDITORS = ("model", "model_hint", "model_hint_clip", "attention_off", "mean_fill", "homography", "model_mismatched",
+           "autoencoder")
 OVERVIEW_VIDEOS = 6
 # comparison name -> (editor, editor it is compared with)
 COMPARISONS = {"attention_gain": ("model", "attention_off"), "fill_margin": ("model", "mean_fill"),
@@ -290,8 +291,8 @@ def run_recon(pairs: Iterable[VideoPair], output_dir: str | Path, editor: Editor
                     save_image_atomically(results[name], store.image_path(pair_id, name))
             grid_path = output_dir / "grids" / f"{safe_name(pair_id)}.png"
             labels = {"model": "model", "model_hint": "model, hint on the true half",
-                      "model_hint_clip": "hint as CLIP crop only", "attention_off": "attention off", "mean_fill": "mean fill",
-                      "homography": "homography", "autoencoder": "VAE only (ceiling)",
+                      "model_hint_clip": "hint as CLIP crop only", "attention_off": "attention off",
+                      "mean_fill": "mean fill", "homography": "homography", "autoencoder": "VAE only (ceiling)",
                       "model_mismatched": "model, mismatched ref."}
             panels = ([("source (truth)", source), ("mask", mask), ("reference", reference)]
                       + ([("side-by-side reference", shown)] if distractor else [])
