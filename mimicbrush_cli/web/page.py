@@ -192,14 +192,16 @@ def build_page(session: EditSession) -> gr.Blocks:
         box_picker.select(pick_corner, inputs=[picker_source, first_corner],
                           outputs=[box_picker, first_corner, mask_box])
 
-        def show_reference(image):
-            # A new reference: its picture in the hint's editor, with nothing painted, and no box.
-            if image is None:
-                return None, ""
-            return {"background": rgb_on_white(image), "layers": [], "composite": None}, ""
+        def reference_picture(image):
+            # The hint's editor: the reference's picture with nothing painted.
+            return None if image is None else {"background": rgb_on_white(image), "layers": [], "composite": None}
 
         reference.upload(uploaded("reference image"), inputs=reference, outputs=[reference, status], preprocess=False)
-        reference.change(show_reference, inputs=reference, outputs=[reference_painter, reference_box])
+        # A new reference clears the painting and the box; clearing the hint's editor clears the painting only
+        # (it keeps the reference's picture, which the editor has no upload of its own to bring back).
+        reference.change(lambda image: (reference_picture(image), ""), inputs=reference,
+                         outputs=[reference_painter, reference_box])
+        reference_painter.clear(reference_picture, inputs=reference, outputs=reference_painter)
         mask_image.upload(uploaded("mask image"), inputs=mask_image, outputs=[mask_image, status], preprocess=False)
 
         if examples:

@@ -115,15 +115,16 @@ def upload(browser, element_id: str, path: Path) -> None:
     browser.find_element(By.CSS_SELECTOR, f"#{element_id} input[type=file]").send_keys(str(path))
 
 
-def paint_stroke(browser, editor_id: str = "source") -> None:
-    """Drag the brush across the middle of an editor's picture, left to right."""
+def paint_stroke(browser, editor_id: str = "source", below: int = 0) -> None:
+    """Drag the brush across the middle of an editor's picture (or `below` pixels of the screen lower), left to
+    right."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
     browser.find_element(By.CSS_SELECTOR, f"#{editor_id} button[title='Brush']").click()
     canvas = wait_for(lambda: [c for c in browser.find_elements(By.CSS_SELECTOR, f"#{editor_id} canvas")
                                if c.size["width"]], what=f"the canvas of #{editor_id}")[-1]
-    actions = ActionChains(browser).move_to_element_with_offset(canvas, -60, 0).click_and_hold()
+    actions = ActionChains(browser).move_to_element_with_offset(canvas, -60, below).click_and_hold()
     for step in range(1, 13):
         actions.move_by_offset(10, 0)
     actions.release().perform()
@@ -246,6 +247,7 @@ def test_paint_edit_download_and_recover_from_bad_uploads(server, browser):
 
 def test_bundled_example_edits_with_its_own_mask_a_clicked_box_and_a_painted_reference_hint(server, browser):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     browser.get(server)
     wait_for(lambda: browser.find_elements(By.ID, "load-example"), what="the page").pop().click()
@@ -281,3 +283,15 @@ def test_bundled_example_edits_with_its_own_mask_a_clicked_box_and_a_painted_ref
     assert run_edit(browser).startswith("done"), status_text(browser)
     command = browser.find_element(By.ID, "command").text
     assert "--reference-box 10,20,200,180" in command and "--reference-mask" not in command
+    # Clearing the reference's editor clears the painting, not the reference's picture: a stroke painted after
+    # it, lower down, is the hint alone, at the reference's size.
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(Keys.DELETE)
+    browser.find_element(By.CSS_SELECTOR, "#reference-region button[title='Clear canvas']").click()
+    time.sleep(2)
+    paint_stroke(browser, "reference-region", below=60)
+    assert run_edit(browser).startswith("done"), status_text(browser)
+    assert "--reference-mask reference_mask.png" in browser.find_element(By.ID, "command").text
+    lower = load_mask(download(browser, "download-reference-region", "reference_mask*.png"))
+    rows = np.flatnonzero(lower.any(axis=1))
+    assert lower.shape == reference.shape[:2] and rows.size and rows[0] > reference.shape[0] // 2, rows
