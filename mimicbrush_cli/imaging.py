@@ -52,6 +52,10 @@ class Box:
     def slices(self) -> tuple[slice, slice]:
         return slice(self.top, self.bottom), slice(self.left, self.right)
 
+    def text(self) -> str:
+        """`X0,Y0,X1,Y1`, as `parse_box` reads it (and `--mask-box`/`--reference-box` take it)."""
+        return f"{self.left},{self.top},{self.right},{self.bottom}"
+
 
 # ---------------------------------------------------------------- reading inputs
 #
@@ -203,8 +207,7 @@ def box_mask(shape: tuple[int, ...], box: Box, what: str = "mask box", image: st
     """A bool mask of `shape` (H, W, ...) that is True inside `box`, which must lie inside the image."""
     height, width = shape[:2]
     if box.right > width or box.bottom > height:
-        raise MimicBrushError(f"{what} {box.left},{box.top},{box.right},{box.bottom} is outside the "
-                              f"{width}x{height} {image}")
+        raise MimicBrushError(f"{what} {box.text()} is outside the {width}x{height} {image}")
     mask = np.zeros((height, width), bool)
     mask[box.slices()] = True
     return mask

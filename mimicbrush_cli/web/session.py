@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .. import imaging
-from ..edit import EditJob, edit_command_line, edit_images, plan_output_paths
+from ..edit import EditJob, edit_command_line, edit_images, plan_output_paths, read_reference_region
 from ..errors import MimicBrushError
 from ..outputs import save_image_atomically
 from ..reference_region import check_reference_region
@@ -189,9 +189,8 @@ class EditSession:
         `reference_mask.png` beside them."""
         region, region_words, painted = None, (), None
         if isinstance(reference_region, imaging.Box):
-            box = reference_region
-            region = imaging.box_mask(reference.shape, box, "reference box", "reference")
-            region_words = ("--reference-box", f"{box.left},{box.top},{box.right},{box.bottom}")
+            region = read_reference_region(reference_region, reference)
+            region_words = ("--reference-box", reference_region.text())
         elif reference_region is not None:
             check_reference_region(reference, reference_region, "painted reference region")
             region = painted = reference_region
